@@ -1,0 +1,45 @@
+"""Model configurations in sc2bench's YAML format (`key`/`kwargs`, torchdistill's `!import_call` tags)."""
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from torchdistill.common import yaml_util
+
+# Where a full sc2bench training config keeps the model to deploy, most specific first.
+_MODEL_ENTRIES = (("models", "student_model"), ("models", "model"), ("model",))
+
+
+def bundled_config_path(name: str) -> Path:
+    """Path of a config shipped with this package, by file stem (e.g. `sc2_resnet50_fp`)."""
+    path = Path(str(resources.files("sc2_split.models") / "configs" / f"{name}.yaml"))
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise FileNotFoundError(f"no bundled model config named {name!r}; bundled: {', '.join(known)}")
+    return path
+
+
+def load_model_config(path: str | Path) -> dict[str, Any]:
+    """The detection model entry of a YAML file: a bare `model:` or an sc2bench training config."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model config not found: {path}")
+    document = yaml_util.load_yaml_file(str(path))
+    for entry in _MODEL_ENTRIES:
+        node: Any = document
+        for key in entry:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            return _require_key_kwargs(node, path)
+    raise ValueError(f"{path}: no model entry; expected one of {['.'.join(e) for e in _MODEL_ENTRIES]}")
+
+
+def _require_key_kwargs(entry: dict[str, Any], path: Path) -> dict[str, Any]:
+    if "name" in entry or "params" in entry:
+        raise ValueError(
+            f"{path}: this config spells entries `name`/`params` (older sc2bench); "
+            "sc2bench 0.1.1 takes `key`/`kwargs`: rename them"
+        )
+    if "key" not in entry or not isinstance(entry.get("kwargs"), dict):
+        raise ValueError(f"{path}: the model entry needs `key` and a `kwargs` mapping")
+    return entry

@@ -1,0 +1,43 @@
+"""Bottleneck layers that sc2bench 0.1.1 lacks, registered in its layer registry so configs name them."""
+
+from compressai.layers import GDN1
+from sc2bench.models.layer import SimpleBottleneck, register_layer_func
+from sc2bench.transforms.misc import SimpleDequantizer, SimpleQuantizer
+from torch import nn
+
+
+@register_layer_func
+def quantized_resnet_bottleneck(
+    num_input_channels: int = 3,
+    num_bottleneck_channels: int = 24,
+    num_target_channels: int = 256,
+    num_bits: int = 8,
+) -> SimpleBottleneck:
+    """The entropic student's encoder and decoder with an 8-bit (or fp16) quantized bottleneck.
+
+    sc2bench's own bottleneck-quantization layer (larger_resnet_bottleneck) emits 512 channels and
+    cannot feed a ResNet-50's layer2, so the 8-bit variant keeps FPBasedResNetBottleneck's layout
+    and swaps the entropy bottleneck for torchdistill's quantizer (Jacob et al.).
+    """
+    enc = [
+        num_input_channels,
+        num_bottleneck_channels * 4,
+        num_bottleneck_channels * 2,
+        num_bottleneck_channels,
+    ]
+    dec = [num_bottleneck_channels, num_target_channels * 2, num_target_channels, num_target_channels]
+    encoder = nn.Sequential(
+        nn.Conv2d(enc[0], enc[1], kernel_size=5, stride=2, padding=2, bias=False),
+        GDN1(enc[1]),
+        nn.Conv2d(enc[1], enc[2], kernel_size=5, stride=2, padding=2, bias=False),
+        GDN1(enc[2]),
+        nn.Conv2d(enc[2], enc[3], kernel_size=2, stride=1, padding=0, bias=False),
+    )
+    decoder = nn.Sequential(
+        nn.Conv2d(dec[0], dec[1], kernel_size=2, stride=1, padding=1, bias=False),
+        GDN1(dec[1], inverse=True),
+        nn.Conv2d(dec[1], dec[2], kernel_size=2, stride=1, padding=0, bias=False),
+        GDN1(dec[2], inverse=True),
+        nn.Conv2d(dec[2], dec[3], kernel_size=2, stride=1, padding=1, bias=False),
+    )
+    return SimpleBottleneck(encoder, decoder, SimpleQuantizer(num_bits), SimpleDequantizer(num_bits))

@@ -1,0 +1,105 @@
+"""The detector cut at its bottleneck: a head (the model's preprocessing plus the encoder) for the
+robot, and a tail (decoder, remaining backbone stages, FPN, RPN, ROI heads, postprocess) for the edge.
+
+The tensor between them is the encoder's output, before the bottleneck's quantization: the codec
+quantizes it on the robot, and the tail applies the model's own quantization again, which leaves an
+already quantized latent unchanged. Boxes come back in the pixels of the image the head received.
+"""
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from compressai.entropy_models import EntropyBottleneck
+from torch import Tensor, nn
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.image_list import ImageList
+
+from sc2_split.geometry import ImageGeometry
+
+BOTTLENECK = "bottleneck_layer"
+
+
+def image_geometry(model: GeneralizedRCNN, height: int, width: int) -> ImageGeometry:
+    """The sizes the model's own transform gives an image of this size."""
+    transform = model.transform
+    if len(transform.min_size) != 1 or transform.fixed_size is not None:
+        raise ValueError("only a single min_size and no fixed_size are supported (as for eval)")
+    return ImageGeometry.for_image(
+        height, width, transform.min_size[0], transform.max_size, transform.size_divisible
+    )
+
+
+def entropy_bottleneck(model: GeneralizedRCNN) -> EntropyBottleneck | None:
+    """The factorized prior of an entropic student, None for other bottlenecks."""
+    return getattr(model.backbone.body.bottleneck_layer, "entropy_bottleneck", None)
+
+
+class Head(nn.Module):
+    """uint8 RGB image (H, W, 3) of one fixed size -> bottleneck latent (1, C, h, w), float32."""
+
+    def __init__(self, model: GeneralizedRCNN, geometry: ImageGeometry) -> None:
+        super().__init__()
+        transform = model.transform
+        self.register_buffer("mean", torch.tensor(transform.image_mean).reshape(3, 1, 1))
+        self.register_buffer("std", torch.tensor(transform.image_std).reshape(3, 1, 1))
+        self.geometry = geometry
+        self.encoder = model.backbone.body.bottleneck_layer.encoder
+
+    def forward(self, image: Tensor) -> Tensor:
+        g = self.geometry
+        x = image.permute(2, 0, 1).float().div(255)
+        x = (x - self.mean) / self.std
+        # A size instead of torchvision's scale factor: identical, since it recomputes the scale.
+        x = F.interpolate(
+            x[None], size=(g.resized_height, g.resized_width), mode="bilinear", align_corners=False
+        )
+        x = F.pad(x, (0, g.padded_width - g.resized_width, 0, g.padded_height - g.resized_height))
+        return self.encoder(x)
+
+
+class Tail(nn.Module):
+    """Latent (1, C, h, w) and the frame's geometry -> detections in the frame's pixels."""
+
+    def __init__(self, model: GeneralizedRCNN) -> None:
+        super().__init__()
+        body = model.backbone.body
+        self.decoder = body.bottleneck_layer.decoder
+        names = [name for name, _ in body.named_children()]
+        if names[0] != BOTTLENECK:
+            raise ValueError(f"the backbone must start with {BOTTLENECK}, found {names}")
+        self.stages = nn.ModuleDict({name: getattr(body, name) for name in names[1:]})
+        self.returned = dict(body.return_layer_dict)
+        self.fpn = model.backbone.fpn
+        self.rpn = model.rpn
+        self.roi_heads = model.roi_heads
+        self.transform = model.transform
+        eb = entropy_bottleneck(model)
+        self.register_buffer(
+            "medians", None if eb is None else eb._get_medians().detach().reshape(1, -1, 1, 1)
+        )
+
+    def decoder_input(self, latent: Tensor) -> Tensor:
+        """The model's own quantization (round around the prior's medians) for an entropic student."""
+        if self.medians is None:
+            return latent
+        return torch.round(latent - self.medians) + self.medians
+
+    def forward(self, latent: Tensor, geometry: ImageGeometry) -> dict[str, Tensor]:
+        x = self.decoder(self.decoder_input(latent))
+        features: OrderedDict[str, Tensor] = OrderedDict()
+        if BOTTLENECK in self.returned:
+            features[self.returned[BOTTLENECK]] = x
+        for name, stage in self.stages.items():
+            x = stage(x)
+            if name in self.returned:
+                features[self.returned[name]] = x
+        features = self.fpn(features)
+        resized = (geometry.resized_height, geometry.resized_width)
+        # The RPN reads only the padded size from the image tensor: a broadcast view, no memory.
+        padded = latent.new_zeros(()).expand(1, 3, geometry.padded_height, geometry.padded_width)
+        images = ImageList(padded, [resized])
+        proposals, _ = self.rpn(images, features)
+        detections, _ = self.roi_heads(features, proposals, images.image_sizes)
+        original = [(geometry.image_height, geometry.image_width)]
+        return self.transform.postprocess(detections, images.image_sizes, original)[0]
