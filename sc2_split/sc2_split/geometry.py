@@ -42,8 +42,8 @@ class ImageGeometry:
     def is_consistent(self) -> bool:
         """Whether the sizes could have come from a real transform (a guard against bad messages)."""
         return (
-            0 < self.image_height
-            and 0 < self.image_width
+            self.image_height > 0
+            and self.image_width > 0
             and 0 < self.resized_height <= self.padded_height
             and 0 < self.resized_width <= self.padded_width
         )

@@ -15,3 +15,32 @@ def ros_env() -> dict[str, str]:
     env["ROS_LOCALHOST_ONLY"] = "1"  # Humble
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+SMALL_SIZES = {"min_size": 128, "max_size": 192, "box_score_thresh": 0.0}
+
+
+@pytest.fixture(scope="session")
+def small_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """The bundled SC2 ResNet-50 configs at a small input size, each with a saved checkpoint.
+
+    Maps a config name to (config path, checkpoint path). Random weights: the tests compare the
+    split model with the unsplit one, which needs no training.
+    """
+    import torch
+    import yaml
+    from sc2_split.models.build import build_detector, save_checkpoint
+    from sc2_split.models.config import bundled_config_path, load_model_config
+
+    out = tmp_path_factory.mktemp("models")
+    models = {}
+    for name in ("sc2_resnet50_fp", "sc2_resnet50_bq8"):
+        document = yaml.safe_load(bundled_config_path(name).read_text())
+        document["model"]["kwargs"].update(SMALL_SIZES)
+        config = out / f"{name}.yaml"
+        config.write_text(yaml.safe_dump(document))
+        torch.manual_seed(0)
+        checkpoint = out / f"{name}.pt"
+        save_checkpoint(build_detector(load_model_config(config)), checkpoint)
+        models[name] = (config, checkpoint)
+    return models

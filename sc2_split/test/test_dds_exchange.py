@@ -15,11 +15,17 @@ def test_bottleneck_messages_cross_between_two_processes(ros_env: dict[str, str]
     count = 20
     listener = subprocess.Popen(
         [sys.executable, str(PEERS), "listen", str(count), "60"],
-        env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=ros_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     talker = subprocess.run(
         [sys.executable, str(PEERS), "talk", str(count)],
-        env=ros_env, capture_output=True, text=True, timeout=90,
+        env=ros_env,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     out, err = listener.communicate(timeout=90)
     assert talker.returncode == 0, talker.stderr

@@ -34,6 +34,21 @@ def load_model_config(path: str | Path) -> dict[str, Any]:
     raise ValueError(f"{path}: no model entry; expected one of {['.'.join(e) for e in _MODEL_ENTRIES]}")
 
 
+def load_class_names(path: str | Path) -> tuple[str, ...]:
+    """Class names by label index (0 is the background), from the config's `class_names` entry.
+
+    `class_names: coco` stands for torchvision's 91 COCO categories, as the published models use.
+    """
+    names = yaml_util.load_yaml_file(str(path)).get("class_names")
+    if names == "coco":
+        from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+
+        return tuple(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{path}: `class_names` must be `coco` or a list of names, background first")
+    return tuple(names)
+
+
 def _require_key_kwargs(entry: dict[str, Any], path: Path) -> dict[str, Any]:
     if "name" in entry or "params" in entry:
         raise ValueError(

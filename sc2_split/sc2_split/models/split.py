@@ -9,9 +9,9 @@ already quantized latent unchanged. Boxes come back in the pixels of the image t
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
+from torch.nn import functional as F  # noqa: N812  (the torch idiom)
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.image_list import ImageList
 
@@ -36,7 +36,10 @@ def entropy_bottleneck(model: GeneralizedRCNN) -> EntropyBottleneck | None:
 
 
 class Head(nn.Module):
-    """uint8 RGB image (H, W, 3) of one fixed size -> bottleneck latent (1, C, h, w), float32."""
+    """uint8 RGB image (H, W, 3) of one fixed size -> bottleneck latent (1, C, h, w), float32.
+
+    After `.half()` it computes in float16 (for GPUs and TensorRT) and still returns float32.
+    """
 
     def __init__(self, model: GeneralizedRCNN, geometry: ImageGeometry) -> None:
         super().__init__()
@@ -48,14 +51,14 @@ class Head(nn.Module):
 
     def forward(self, image: Tensor) -> Tensor:
         g = self.geometry
-        x = image.permute(2, 0, 1).float().div(255)
+        x = image.permute(2, 0, 1).to(self.mean.dtype).div(255)
         x = (x - self.mean) / self.std
         # A size instead of torchvision's scale factor: identical, since it recomputes the scale.
         x = F.interpolate(
             x[None], size=(g.resized_height, g.resized_width), mode="bilinear", align_corners=False
         )
         x = F.pad(x, (0, g.padded_width - g.resized_width, 0, g.padded_height - g.resized_height))
-        return self.encoder(x)
+        return self.encoder(x).float()
 
 
 class Tail(nn.Module):

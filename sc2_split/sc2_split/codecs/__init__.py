@@ -1,0 +1,23 @@
+"""Bottleneck codecs by name. Pure numpy (no torch, no compressai), so that the robot's head can use them."""
+
+from sc2_split.codecs.entropy import EntropyCodec, EntropyTables
+from sc2_split.codecs.fp16 import Fp16Codec
+from sc2_split.codecs.payload import Codec, EncodedTensor, PayloadError
+from sc2_split.codecs.quant8 import Quant8Codec
+
+__all__ = ["CODECS", "Codec", "EncodedTensor", "EntropyTables", "PayloadError", "make_codec"]
+
+CODECS = ("entropy", "quant8", "fp16")
+
+
+def make_codec(name: str, tables: EntropyTables | None = None) -> Codec:
+    """The codec called `name`; "entropy" needs the model's tables (from its metadata file)."""
+    if name == "entropy":
+        if tables is None:
+            raise ValueError("the entropy codec needs the model's EntropyTables")
+        return EntropyCodec(tables)
+    if name == "quant8":
+        return Quant8Codec()
+    if name == "fp16":
+        return Fp16Codec()
+    raise PayloadError("unknown_codec", f"codec {name!r} is unknown; expected one of {', '.join(CODECS)}")

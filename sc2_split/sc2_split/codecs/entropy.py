@@ -1,0 +1,271 @@
+"""The SC2 way: entropy coding with the factorized prior of compressai's EntropyBottleneck.
+
+Symbols are those of compressai (`round(x - median)`, decoded as `symbol + median`) and each
+channel's probabilities are its `_quantized_cdf`, whose last bin is compressai's escape symbol for
+values outside the table. The coder is `constriction`'s ANS instead of compressai's C++ rANS, so
+the head needs no torch: one stream per channel, then one chunk with the escaped values.
+"""
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any
+
+import constriction
+import numpy as np
+
+from sc2_split.codecs.payload import EncodedTensor, PayloadError, check_length, check_payload, latent_dtype
+
+TABLE_FIELDS = ("quantized_cdf", "cdf_length", "offset", "medians", "precision")
+# Escaped values are uint32-sized (int32 symbols minus int32 offsets, zigzagged): 5 LEB128 bytes at most.
+MAX_VARINT_BYTES = 5
+INT32_LIMIT = 2**31
+
+
+@dataclass(frozen=True, eq=False)
+class EntropyTables:
+    """An updated EntropyBottleneck's coding tables as plain arrays, for a head without torch.
+
+    Row c of `quantized_cdf` is channel c's CDF over `cdf_length[c]` entries (compressai pads the
+    rest with zeros); symbols map to rows by `symbol - offset[c]`.
+    """
+
+    quantized_cdf: np.ndarray
+    cdf_length: np.ndarray
+    offset: np.ndarray
+    medians: np.ndarray
+    precision: int = 16
+
+    def __post_init__(self) -> None:
+        for name, dtype in (
+            ("quantized_cdf", np.int32),
+            ("cdf_length", np.int32),
+            ("offset", np.int32),
+            ("medians", np.float32),
+        ):
+            object.__setattr__(self, name, _frozen_array(getattr(self, name), name, dtype))
+        _validate(self)
+
+    @property
+    def channels(self) -> int:
+        return self.quantized_cdf.shape[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able lists, for the metadata file next to an exported model."""
+        return {
+            "quantized_cdf": self.quantized_cdf.tolist(),
+            "cdf_length": self.cdf_length.tolist(),
+            "offset": self.offset.tolist(),
+            "medians": self.medians.tolist(),
+            "precision": self.precision,
+        }
+
+    @classmethod
+    def from_dict(cls, tables: Mapping[str, Any]) -> "EntropyTables":
+        """Load `to_dict` output; raises ValueError when the tables are incomplete or inconsistent."""
+        missing = [name for name in TABLE_FIELDS if name not in tables]
+        if missing:
+            raise ValueError(f"entropy tables lack {', '.join(missing)}; expected {', '.join(TABLE_FIELDS)}")
+        return cls(**{name: tables[name] for name in TABLE_FIELDS})
+
+
+def to_symbols(latent: np.ndarray, tables: EntropyTables) -> np.ndarray:
+    """compressai's `quantize(x, "symbols", medians)`: round(x - median) half to even, in float32."""
+    if latent.ndim < 2 or latent.shape[1] != tables.channels:
+        raise ValueError(
+            f"latent shape {latent.shape} is not (N, {tables.channels}, ...) as the tables expect"
+        )
+    medians = tables.medians.reshape(1, -1, *([1] * (latent.ndim - 2)))
+    rounded = np.rint(latent.astype(np.float32) - medians)
+    if not np.all(np.abs(rounded) < INT32_LIMIT):  # also false for NaN
+        raise ValueError(
+            "latent has NaN, infinite or huge values that compressai's int32 symbols cannot hold"
+        )
+    return rounded.astype(np.int64)
+
+
+def from_symbols(symbols: np.ndarray, tables: EntropyTables) -> np.ndarray:
+    """compressai's `dequantize(symbols, medians)`: symbol cast to float32, plus the median."""
+    medians = tables.medians.reshape(1, -1, *([1] * (symbols.ndim - 2)))
+    return symbols.astype(np.float32) + medians
+
+
+class EntropyCodec:
+    """One ANS stream per channel, each with that channel's table, then the escaped values."""
+
+    name = "entropy"
+    version = 1
+
+    def __init__(self, tables: EntropyTables) -> None:
+        self.tables = tables
+        scale = float(2**tables.precision)
+        self._models = [
+            constriction.stream.model.Categorical(np.diff(cdf[:length]) / scale, perfect=False)
+            for cdf, length in zip(tables.quantized_cdf, tables.cdf_length, strict=True)
+        ]
+        # compressai's escape symbol: the last table entry, `cdf_length - 2`.
+        self._escape = tables.cdf_length.astype(np.int64)[:, None] - 2
+
+    def encode(self, latent: np.ndarray) -> EncodedTensor:
+        dtype = latent_dtype(latent)
+        symbols = to_symbols(latent, self.tables)
+        values = _channel_rows(symbols) - self.tables.offset.astype(np.int64)[:, None]
+        escaped = (values < 0) | (values >= self._escape)
+        indexes = np.where(escaped, self._escape, values).astype(np.int32)
+        chunks = [_ans_encode(row, model) for row, model in zip(indexes, self._models, strict=True)]
+        # compressai's mapping of an escaped value to a non-negative integer (odd below, even above).
+        raw = np.where(values < 0, -2 * values - 1, 2 * (values - self._escape))[escaped]
+        chunks.append(_encode_varints(raw))
+        return EncodedTensor(
+            codec=self.name,
+            version=self.version,
+            shape=tuple(int(n) for n in latent.shape),
+            dtype=dtype,
+            data=b"".join(chunks),
+            chunk_sizes=tuple(len(chunk) for chunk in chunks),
+        )
+
+    def decode(self, enc: EncodedTensor, expected_shape: tuple[int, ...]) -> np.ndarray:
+        return from_symbols(self.decode_symbols(enc, expected_shape), self.tables)
+
+    def decode_symbols(self, enc: EncodedTensor, expected_shape: tuple[int, ...]) -> np.ndarray:
+        """The integer symbols (compressai's `quantize(x, "symbols", medians)`) of a payload."""
+        check_payload(enc, self.name, self.version, expected_shape)
+        channels = self.tables.channels
+        if len(expected_shape) < 2 or expected_shape[1] != channels:
+            raise ValueError(f"expected shape {expected_shape} is not (N, {channels}, ...) as the tables say")
+        if len(enc.chunk_sizes) != channels + 1:
+            raise PayloadError(
+                "corrupt",
+                f"entropy payload has {len(enc.chunk_sizes)} chunks, expected {channels + 1} "
+                "(one per channel, then the escaped values)",
+            )
+        if any(size < 0 for size in enc.chunk_sizes):
+            raise PayloadError("corrupt", f"entropy chunk sizes {enc.chunk_sizes} include a negative size")
+        check_length(len(enc.data), sum(enc.chunk_sizes), "entropy data (the sum of its chunk sizes)")
+        bounds = list(accumulate(enc.chunk_sizes, initial=0))
+        per_channel = math.prod(expected_shape) // channels
+        values = np.stack(
+            [
+                _ans_decode(enc.data[bounds[c] : bounds[c + 1]], model, per_channel, c)
+                for c, model in enumerate(self._models)
+            ]
+        ).astype(np.int64)
+        escaped = values == self._escape
+        raw = _decode_varints(enc.data[bounds[channels] :], int(escaped.sum()))
+        escape = np.broadcast_to(self._escape, values.shape)[escaped]
+        values[escaped] = np.where(raw % 2 == 0, escape + raw // 2, -(raw // 2) - 1)
+        symbols = values + self.tables.offset.astype(np.int64)[:, None]
+        n, _, *rest = expected_shape
+        return np.ascontiguousarray(np.moveaxis(symbols.reshape(channels, n, *rest), 0, 1))
+
+
+def _channel_rows(tensor: np.ndarray) -> np.ndarray:
+    """(N, C, ...) to (C, N * ...): each channel's elements in order, batch first."""
+    return np.moveaxis(tensor, 1, 0).reshape(tensor.shape[1], -1)
+
+
+def _ans_encode(indexes: np.ndarray, model: Any) -> bytes:
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(indexes, model)
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def _ans_decode(chunk: bytes, model: Any, count: int, channel: int) -> np.ndarray:
+    # constriction's ANS decoder accepts any words not ending in a zero word and then decodes
+    # `count` symbols of the alphabet whatever the bits; corruption shows only as leftover words.
+    if len(chunk) % 4:
+        raise PayloadError(
+            "corrupt", f"entropy stream of channel {channel} is {len(chunk)} bytes, not whole words"
+        )
+    try:
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(chunk, dtype="<u4").astype(np.uint32))
+        indexes = coder.decode(model, count)
+    except Exception as err:  # constriction reports bad streams as plain exceptions
+        raise PayloadError(
+            "corrupt", f"entropy stream of channel {channel} is not valid ANS data: {err}"
+        ) from err
+    if not coder.is_empty():
+        raise PayloadError(
+            "corrupt", f"entropy stream of channel {channel} has data left after {count} symbols"
+        )
+    return indexes
+
+
+def _encode_varints(values: np.ndarray) -> bytes:
+    """Unsigned LEB128: 7 bits a byte, low bits first, the high bit set on all but the last byte."""
+    values = values.astype(np.uint64)[:, None]
+    shifts = 7 * np.arange(MAX_VARINT_BYTES, dtype=np.uint64)
+    lengths = 1 + ((values >> shifts[1:]) > 0).sum(axis=1, keepdims=True)
+    positions = np.arange(MAX_VARINT_BYTES)
+    continues = np.where(positions + 1 < lengths, np.uint64(0x80), np.uint64(0))
+    groups = (((values >> shifts) & np.uint64(0x7F)) | continues).astype(np.uint8)
+    return groups[positions < lengths].tobytes()
+
+
+def _decode_varints(chunk: bytes, count: int) -> np.ndarray:
+    """Exactly `count` LEB128 values filling `chunk`; anything else means a corrupt payload."""
+    data = np.frombuffer(chunk, dtype=np.uint8)
+    ends = np.flatnonzero(data < 0x80)
+    if len(ends) != count or (ends[-1] + 1 if count else 0) != len(data):
+        raise PayloadError(
+            "corrupt",
+            f"escape chunk of {len(data)} bytes holds {len(ends)} whole values, expected exactly {count}",
+        )
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.max() > MAX_VARINT_BYTES:
+        raise PayloadError("corrupt", f"escape chunk has a value longer than {MAX_VARINT_BYTES} bytes")
+    shifts = (7 * (np.arange(len(data)) - np.repeat(starts, lengths))).astype(np.uint64)
+    return np.add.reduceat((data & 0x7F).astype(np.uint64) << shifts, starts).astype(np.int64)
+
+
+def _frozen_array(value: Any, name: str, dtype: type) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"entropy table {name} is not a rectangular array: {err}") from None
+    kinds = "iuf" if dtype is np.float32 else "iu"
+    if array.dtype.kind not in kinds:
+        raise ValueError(f"entropy table {name} holds {array.dtype} values, expected {np.dtype(dtype).name}")
+    if array.dtype.kind in "iu" and array.size and (array.min() < -INT32_LIMIT or array.max() >= INT32_LIMIT):
+        raise ValueError(f"entropy table {name} has values outside int32")
+    array = array.astype(dtype)
+    array.flags.writeable = False
+    return array
+
+
+def _validate(tables: EntropyTables) -> None:
+    cdf, lengths = tables.quantized_cdf, tables.cdf_length
+    if cdf.ndim != 2 or cdf.shape[0] == 0:
+        raise ValueError(f"quantized_cdf must be a [channels, length] table, got shape {cdf.shape}")
+    channels, width = cdf.shape
+    for name in ("cdf_length", "offset", "medians"):
+        shape = getattr(tables, name).shape
+        if shape != (channels,):
+            raise ValueError(f"{name} must have one entry per channel ({channels}), got shape {shape}")
+    if not isinstance(tables.precision, int) or not 1 <= tables.precision <= 30:
+        raise ValueError(f"precision must be an integer from 1 to 30 bits, got {tables.precision!r}")
+    if not np.all(np.isfinite(tables.medians)):
+        raise ValueError("medians must be finite")
+    short = np.flatnonzero((lengths < 3) | (lengths > width))
+    if short.size:
+        c = short[0]
+        raise ValueError(
+            f"cdf_length of channel {c} is {lengths[c]}, expected 3 to {width} (the table width)"
+        )
+    rows = np.arange(channels)
+    inside = np.arange(width - 1)[None, :] < (lengths - 1)[:, None]
+    bad = np.flatnonzero((cdf[:, 0] != 0) | np.any((np.diff(cdf, axis=1) <= 0) & inside, axis=1))
+    if bad.size:
+        raise ValueError(f"CDF of channel {bad[0]} does not start at 0 and rise strictly over its cdf_length")
+    total = 2**tables.precision
+    bad = np.flatnonzero(cdf[rows, lengths - 1] != total)
+    if bad.size:
+        c = bad[0]
+        raise ValueError(
+            f"CDF of channel {c} ends at {cdf[c, lengths[c] - 1]}, expected 2**precision = {total}"
+        )

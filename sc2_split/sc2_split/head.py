@@ -1,0 +1,56 @@
+"""The robot's half of the detector: frame -> latent -> coded bottleneck. No torch here."""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from sc2_split.backends import HeadBackend
+from sc2_split.codecs import make_codec
+from sc2_split.codecs.payload import EncodedTensor
+from sc2_split.geometry import ImageGeometry
+from sc2_split.metadata import HeadMetadata
+
+
+@dataclass(frozen=True)
+class HeadResult:
+    encoded: EncodedTensor
+    geometry: ImageGeometry
+    preprocess_ms: float
+    encode_ms: float
+    codec_ms: float
+
+
+class HeadPipeline:
+    def __init__(self, metadata: HeadMetadata, backend: HeadBackend, codec: str) -> None:
+        if codec not in metadata.codecs:
+            raise ValueError(f"model {metadata.model_id} supports codecs {metadata.codecs}, not {codec!r}")
+        self.metadata = metadata
+        self.backend = backend
+        self.codec = make_codec(codec, metadata.entropy_tables)
+
+    def __call__(self, image: np.ndarray) -> HeadResult:
+        """`image` is uint8 RGB (H, W, 3) of any size; boxes will come back in its pixels."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
+            raise ValueError(f"expected a uint8 RGB image (H, W, 3), got {image.dtype} {image.shape}")
+        m = self.metadata
+        t0 = time.perf_counter()
+        height, width = image.shape[:2]
+        if (height, width) != (m.input_height, m.input_width):
+            # The exported graph has a fixed size; the tail maps boxes back to this frame's pixels.
+            image = np.asarray(Image.fromarray(image).resize((m.input_width, m.input_height), Image.BILINEAR))
+        t1 = time.perf_counter()
+        latent = self.backend(image)
+        t2 = time.perf_counter()
+        encoded = self.codec.encode(latent)
+        t3 = time.perf_counter()
+        geometry = ImageGeometry(
+            image_height=height,
+            image_width=width,
+            resized_height=m.geometry.resized_height,
+            resized_width=m.geometry.resized_width,
+            padded_height=m.geometry.padded_height,
+            padded_width=m.geometry.padded_width,
+        )
+        return HeadResult(encoded, geometry, 1e3 * (t1 - t0), 1e3 * (t2 - t1), 1e3 * (t3 - t2))

@@ -1,0 +1,99 @@
+"""The edge's half of the detector: coded bottleneck -> detections in the source frame's pixels.
+
+Everything in a payload is untrusted: the model id, the codec, the latent shape and the frame
+geometry are checked against this tail's model before anything is allocated or run.
+"""
+
+import copy
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+from sc2_split.codecs import CODECS, make_codec
+from sc2_split.codecs.payload import EncodedTensor, PayloadError
+from sc2_split.geometry import ImageGeometry
+from sc2_split.models.entropy_tables import tables_from_entropy_bottleneck
+from sc2_split.models.split import Tail, entropy_bottleneck
+
+# Largest source frame accepted, per side: far beyond any camera, small enough to bound memory.
+MAX_IMAGE_SIDE = 16384
+
+
+@dataclass(frozen=True)
+class Detections:
+    boxes: np.ndarray  # (N, 4) float32, x1 y1 x2 y2 in source-frame pixels
+    scores: np.ndarray  # (N,) float32
+    labels: np.ndarray  # (N,) int64, indexes into the model's class names
+    decode_ms: float
+    tail_ms: float
+
+
+class TailPipeline:
+    def __init__(self, model: GeneralizedRCNN, model_id: str, device: str = "cpu") -> None:
+        self.model_id = model_id
+        self.device = torch.device(device)
+        self.tail = Tail(model).to(self.device).eval()
+        eb = entropy_bottleneck(model)
+        tables = None if eb is None else tables_from_entropy_bottleneck(eb)
+        self.codecs = {name: make_codec(name, tables) for name in CODECS if name != "entropy" or tables}
+        transform = model.transform
+        self._min_size, self._max_size = transform.min_size[0], transform.max_size
+        self._stride = transform.size_divisible
+        # Shape inference on the meta device: no memory, no arithmetic.
+        self._meta_encoder = copy.deepcopy(model.backbone.body.bottleneck_layer.encoder).to("meta")
+        self.latent_shape = lru_cache(maxsize=16)(self._latent_shape)
+
+    def __call__(self, encoded: EncodedTensor, model_id: str, geometry: ImageGeometry) -> Detections:
+        if model_id != self.model_id:
+            raise PayloadError(
+                "model", f"payload from model {model_id!r}, this tail serves {self.model_id!r}"
+            )
+        codec = self.codecs.get(encoded.codec)
+        if codec is None:
+            raise PayloadError(
+                "unknown_codec", f"codec {encoded.codec!r} is not one of {sorted(self.codecs)}"
+            )
+        self.check_geometry(geometry)
+        t0 = time.perf_counter()
+        latent = codec.decode(encoded, self.latent_shape(geometry.padded_height, geometry.padded_width))
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            out = self.tail(torch.from_numpy(latent).to(self.device), geometry)
+        result = {k: v.cpu().numpy() for k, v in out.items()}
+        t2 = time.perf_counter()
+        return Detections(
+            boxes=result["boxes"].astype(np.float32),
+            scores=result["scores"].astype(np.float32),
+            labels=result["labels"],
+            decode_ms=1e3 * (t1 - t0),
+            tail_ms=1e3 * (t2 - t1),
+        )
+
+    def check_geometry(self, g: ImageGeometry) -> None:
+        """Sizes that this model's transform could have produced, else PayloadError("shape")."""
+        resized_long, resized_short = (
+            max(g.resized_height, g.resized_width),
+            min(g.resized_height, g.resized_width),
+        )
+        ok = (
+            g.is_consistent()
+            and max(g.image_height, g.image_width) <= MAX_IMAGE_SIDE
+            and resized_long <= self._max_size
+            and resized_short <= self._min_size
+            and g.padded_height == -(-g.resized_height // self._stride) * self._stride
+            and g.padded_width == -(-g.resized_width // self._stride) * self._stride
+        )
+        if not ok:
+            raise PayloadError(
+                "shape",
+                f"frame geometry {g} does not fit this model (min_size {self._min_size}, "
+                f"max_size {self._max_size}, stride {self._stride}, frames up to {MAX_IMAGE_SIDE} px)",
+            )
+
+    def _latent_shape(self, padded_height: int, padded_width: int) -> tuple[int, ...]:
+        probe = torch.empty((1, 3, padded_height, padded_width), device="meta")
+        return tuple(self._meta_encoder(probe).shape)

@@ -1,0 +1,92 @@
+"""Head -> codec -> tail gives the unsplit model's detections: exactly where the codec is exact
+(the entropy codec for the entropic student, quant8 for the 8-bit model), within a stated
+tolerance where it is lossy."""
+
+import numpy as np
+import pytest
+import torch
+from sc2_split.models.build import build_detector, model_id
+from sc2_split.models.config import load_model_config
+from sc2_split.models.split import Head, image_geometry
+from sc2_split.tail import TailPipeline
+from torchdistill.common.tensor_util import dequantize_tensor, quantize_tensor
+from torchvision.transforms.functional import to_tensor
+
+# (model, codec, exact): the codec the model itself uses is exact, the others are lossy.
+CASES = [
+    ("sc2_resnet50_fp", "entropy", True),
+    ("sc2_resnet50_fp", "fp16", False),
+    ("sc2_resnet50_fp", "quant8", False),
+    ("sc2_resnet50_bq8", "quant8", True),
+    ("sc2_resnet50_bq8", "fp16", False),
+]
+
+
+def frames() -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    smooth = np.kron(rng.integers(0, 256, (12, 16, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+    return [smooth, rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)]
+
+
+@pytest.fixture(scope="module")
+def runs(small_models: dict[str, tuple]) -> dict[str, tuple]:
+    """Per model: the model, its tail pipeline, and per frame (geometry, latent, unsplit detections)."""
+    out = {}
+    for name, (config, checkpoint) in small_models.items():
+        model = build_detector(load_model_config(config), checkpoint)
+        tail = TailPipeline(model, model_id(name, model))
+        per_frame = []
+        for frame in frames():
+            geometry = image_geometry(model, *frame.shape[:2])
+            with torch.inference_mode():
+                latent = Head(model, geometry).eval()(torch.from_numpy(frame)).numpy()
+                unsplit = model([to_tensor(frame)])[0]
+            per_frame.append((geometry, latent, {k: v.numpy() for k, v in unsplit.items()}))
+        out[name] = (tail, per_frame)
+    return out
+
+
+def unsplit_decoder_input(tail: TailPipeline, latent: np.ndarray) -> np.ndarray:
+    """What the unsplit model feeds its decoder: the entropic student rounds around the prior's
+    medians; the 8-bit model quantizes with torchdistill."""
+    x = torch.from_numpy(latent)
+    if tail.tail.medians is None:
+        return dequantize_tensor(quantize_tensor(x, num_bits=8)).numpy()
+    return tail.tail.decoder_input(x).numpy()
+
+
+@pytest.mark.parametrize(("name", "codec", "exact"), CASES)
+def test_split_detections_match_unsplit(runs: dict, name: str, codec: str, exact: bool) -> None:
+    tail, per_frame = runs[name]
+    for geometry, latent, unsplit in per_frame:
+        encoded = tail.codecs[codec].encode(latent)
+        if exact:
+            split = tail(encoded, tail.model_id, geometry)
+            assert len(unsplit["boxes"]) > 0
+            np.testing.assert_array_equal(split.boxes, unsplit["boxes"])
+            np.testing.assert_array_equal(split.scores, unsplit["scores"])
+            np.testing.assert_array_equal(split.labels, unsplit["labels"])
+            continue
+        # Lossy: random weights give near-uniform scores, so detections reorder under any
+        # perturbation; the tolerance is stated where it is exact, at the decoder's input. The
+        # codec moves each latent element by at most `bound` (fp16: half a unit in the last place;
+        # quant8: one step, torchdistill truncates the zero point). Where the model rounds
+        # afterwards (entropic student), an element may change only if it lay within `bound` of a
+        # rounding boundary; elsewhere (8-bit model) it may move by at most `bound` plus one step.
+        decoded = tail.codecs[codec].decode(encoded, latent.shape)
+        bound = np.abs(decoded - latent).max()
+        limit = np.abs(latent).max() * 2.0**-11 if codec == "fp16" else encoded.scale * (1 + 1e-5)
+        assert bound <= limit
+        expected = unsplit_decoder_input(tail, latent)
+        actual = tail.tail.decoder_input(torch.from_numpy(decoded)).numpy()
+        changed = actual != expected
+        if tail.tail.medians is not None:
+            residual = latent - tail.tail.medians.numpy()
+            near_boundary = np.abs(np.abs(residual - np.floor(residual)) - 0.5) <= bound
+            assert not (changed & ~near_boundary).any()
+            print(
+                f"{name}/{codec}: {changed.mean():.4%} of decoder inputs changed, all at rounding boundaries"
+            )
+        else:
+            step = float(quantize_tensor(torch.from_numpy(latent), num_bits=8).scale)
+            assert np.abs(actual - expected).max() <= bound + step * (1 + 1e-5)
