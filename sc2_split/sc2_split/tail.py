@@ -33,9 +33,15 @@ class Detections:
 
 
 class TailPipeline:
-    def __init__(self, model: GeneralizedRCNN, model_id: str, device: str = "cpu") -> None:
+    def __init__(
+        self, model: GeneralizedRCNN, model_id: str, device: str = "cpu", precision: str = "fp32"
+    ) -> None:
+        if precision not in ("fp32", "fp16"):
+            raise ValueError(f"precision must be fp32 or fp16, not {precision!r}")
         self.model_id = model_id
         self.device = torch.device(device)
+        # fp16 through autocast: convolutions and matrix products in half, box arithmetic in float.
+        self.half = precision == "fp16"
         self.tail = Tail(model).to(self.device).eval()
         eb = entropy_bottleneck(model)
         tables = None if eb is None else tables_from_entropy_bottleneck(eb)
@@ -61,7 +67,7 @@ class TailPipeline:
         t0 = time.perf_counter()
         latent = codec.decode(encoded, self.latent_shape(geometry.padded_height, geometry.padded_width))
         t1 = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.float16, enabled=self.half):
             out = self.tail(torch.from_numpy(latent).to(self.device), geometry)
         result = {k: v.cpu().numpy() for k, v in out.items()}
         t2 = time.perf_counter()

@@ -2,20 +2,15 @@
 and the metadata file the head node reads. Prints the ONNX Runtime vs torch parity figure."""
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from sc2_split.codecs import CODECS
-from sc2_split.export.onnx import export_onnx, max_abs_error
-from sc2_split.metadata import HeadMetadata
-from sc2_split.models.build import build_detector, model_id
-from sc2_split.models.config import bundled_config_path, load_class_names, load_model_config
-from sc2_split.models.entropy_tables import tables_from_entropy_bottleneck
-from sc2_split.models.split import Head, entropy_bottleneck, image_geometry
+from sc2_split.export.head_files import export_head
+from sc2_split.export.onnx import max_abs_error
+from sc2_split.models.build import build_detector
+from sc2_split.models.config import bundled_config_path, load_model_config
 
 
 def trtexec_command(
@@ -54,48 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     config_path = Path(args.config) if args.config.endswith(".yaml") else bundled_config_path(args.config)
     name = args.name or config_path.stem
     model = build_detector(load_model_config(config_path), args.checkpoint)
-    geometry = image_geometry(model, args.height, args.width)
-    head = Head(model, geometry).eval()
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    onnx_path = args.out / "head.onnx"
-    export_onnx(head, onnx_path)
+    files = export_head(model, name, config_path, args.checkpoint, args.height, args.width, args.out, args.fp16)
     rng = np.random.default_rng(0)
-    frames = [
-        rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8) for _ in range(args.parity_frames)
-    ]
-    print(
-        f"wrote {onnx_path}; onnxruntime vs torch max abs error: {max_abs_error(head, onnx_path, frames):.3g}"
-    )
-    if args.fp16:
-        half_path = args.out / "head_fp16.onnx"
-        export_onnx(head, half_path, half=True)
-        print(f"wrote {half_path} (float16 compute, float32 latent)")
+    frames = [rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8) for _ in range(args.parity_frames)]
+    error = max_abs_error(files.head, files.onnx_path, frames)
+    print(f"wrote {files.onnx_path}; onnxruntime vs torch max abs error: {error:.3g}")
+    if files.onnx_fp16_path:
+        print(f"wrote {files.onnx_fp16_path} (float16 compute, float32 latent)")
+    m = files.metadata
+    print(f"wrote {files.metadata_path}: model {m.model_id}, latent {m.latent_shape}, codecs {m.codecs}")
 
-    with torch.inference_mode():
-        latent_shape = tuple(head(torch.from_numpy(frames[0])).shape)
-    eb = entropy_bottleneck(model)
-    metadata = HeadMetadata(
-        model_id=model_id(name, model),
-        input_height=args.height,
-        input_width=args.width,
-        geometry=geometry,
-        image_mean=tuple(model.transform.image_mean),
-        image_std=tuple(model.transform.image_std),
-        latent_shape=latent_shape,
-        codecs=tuple(c for c in CODECS if c != "entropy" or eb is not None),
-        class_names=load_class_names(config_path),
-        entropy_tables=None if eb is None else tables_from_entropy_bottleneck(eb),
-        model_config=os.path.relpath(config_path.resolve(), args.out.resolve()),
-        checkpoint=os.path.relpath(args.checkpoint.resolve(), args.out.resolve()) if args.checkpoint else "",
-    )
-    metadata_path = args.out / "head.json"
-    metadata.save(metadata_path)
-    print(
-        f"wrote {metadata_path}: model {metadata.model_id}, latent {latent_shape}, codecs {metadata.codecs}"
-    )
-
-    engine_source = args.out / ("head_fp16.onnx" if args.fp16 else "head.onnx")
+    engine_source = files.onnx_fp16_path or files.onnx_path
     engine_path, cache_path = args.out / "head.engine", args.out / "timing.cache"
     if args.engine:
         from sc2_split.export.tensorrt import build_engine
