@@ -21,6 +21,10 @@ setup(
     description="Split-computing object detection (SC2) for ROS 2: head on the robot, tail on the edge.",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [],
+        "console_scripts": [
+            "head_node = sc2_split.ros.head_node:main",
+            "tail_node = sc2_split.ros.tail_node:main",
+            "overlay_node = sc2_split.ros.overlay_node:main",
+        ],
     },
 )

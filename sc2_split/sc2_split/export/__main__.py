@@ -10,7 +10,7 @@ import numpy as np
 from sc2_split.export.head_files import export_head
 from sc2_split.export.onnx import max_abs_error
 from sc2_split.models.build import build_detector
-from sc2_split.models.config import bundled_config_path, load_model_config
+from sc2_split.models.config import config_path, load_model_config
 
 
 def trtexec_command(
@@ -46,12 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config_path = Path(args.config) if args.config.endswith(".yaml") else bundled_config_path(args.config)
-    name = args.name or config_path.stem
-    model = build_detector(load_model_config(config_path), args.checkpoint)
-    files = export_head(model, name, config_path, args.checkpoint, args.height, args.width, args.out, args.fp16)
+    config = config_path(args.config)
+    name = args.name or config.stem
+    model = build_detector(load_model_config(config), args.checkpoint)
+    files = export_head(model, name, config, args.checkpoint, args.height, args.width, args.out, args.fp16)
     rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8) for _ in range(args.parity_frames)]
+    shape = (args.height, args.width, 3)
+    frames = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(args.parity_frames)]
     error = max_abs_error(files.head, files.onnx_path, frames)
     print(f"wrote {files.onnx_path}; onnxruntime vs torch max abs error: {error:.3g}")
     if files.onnx_fp16_path:

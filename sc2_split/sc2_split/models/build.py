@@ -1,6 +1,7 @@
 """Building SC2 detectors through sc2bench's registry and loading their checkpoints."""
 
 import hashlib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +21,40 @@ def build_detector(model_config: dict[str, Any], checkpoint: str | Path | None =
     """An sc2bench detector in eval mode, with its entropy coder tables built (model.update()).
 
     `checkpoint` is a torchdistill/sc2bench checkpoint (a dict whose `model` entry is the state
-    dict) or a bare state dict. Nothing is downloaded: configs must not ask for pretrained weights.
+    dict) or a bare state dict. It may leave out what the config's start checkpoint provides.
+    Nothing is downloaded: configs must not ask for pretrained weights.
     """
-    _refuse_downloads(model_config)
-    model = load_detection_model(model_config, torch.device("cpu"), strict=True)
+    model = create_detector(model_config)
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
+        load_checkpoint(model, checkpoint, provided=start_checkpoint_keys(model_config))
     model.eval()
     if _entropy_bottlenecks(model):
         model.update()
     return model
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Loads weights strictly; a missing file, a foreign format or a mismatched model is an error."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    state_dict = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise ValueError(
-            f"{path}: not a checkpoint (expected a state dict or a dict with a 'model' state dict)"
-        )
+def create_detector(model_config: dict[str, Any]) -> nn.Module:
+    """The detector as training starts from it: fresh weights, or those of its start checkpoint
+    (`start_ckpt_file_path`, e.g. a student's tail taken from its teacher); no entropy tables yet."""
+    _refuse_downloads(model_config)
+    start = model_config["kwargs"].get("start_ckpt_file_path")
+    if start is not None and not Path(start).is_file():
+        # sc2bench would only log this and go on with random weights.
+        raise FileNotFoundError(f"start checkpoint not found: {start}")
+    return load_detection_model(model_config, torch.device("cpu"), strict=True)
+
+
+def load_checkpoint(model: nn.Module, path: str | Path, provided: Collection[str] = ()) -> None:
+    """Loads weights strictly; a missing file, a foreign format or a mismatched model is an error.
+
+    Keys in `provided` (already loaded from a start checkpoint) may be absent from this checkpoint.
+    """
+    state_dict = _read_state_dict(path)
     for name, eb in _entropy_bottlenecks(model).items():
         if f"{name}._quantized_cdf" in state_dict:
             update_registered_buffers(eb, name, list(_TABLE_BUFFERS), state_dict, policy="resize")
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    missing = [key for key in missing if key not in provided]
     if missing or unexpected:
         raise ValueError(
             f"{path} does not fit this model config: {len(missing)} missing keys (e.g. {missing[:3]}), "
@@ -54,10 +62,20 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
         )
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, **extra: Any) -> None:
-    """Writes the torchdistill/sc2bench checkpoint layout: {'model': state_dict, ...extra}."""
+def save_checkpoint(model: nn.Module, path: str | Path, provided: Collection[str] = (), **extra: Any) -> None:
+    """Writes the torchdistill/sc2bench checkpoint layout: {'model': state_dict, ...extra}.
+
+    Keys in `provided` (weights kept as the start checkpoint gave them) are left out.
+    """
+    state_dict = {key: value for key, value in model.state_dict().items() if key not in provided}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), **extra}, path)
+    torch.save({"model": state_dict, **extra}, path)
+
+
+def start_checkpoint_keys(model_config: dict[str, Any]) -> frozenset[str]:
+    """The weights the config's start checkpoint gives the model, which its own checkpoint may omit."""
+    start = model_config["kwargs"].get("start_ckpt_file_path")
+    return frozenset() if start is None else frozenset(_read_state_dict(start))
 
 
 def model_id(name: str, model: nn.Module) -> str:
@@ -67,6 +85,19 @@ def model_id(name: str, model: nn.Module) -> str:
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return f"{name}@{digest.hexdigest()[:12]}"
+
+
+def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    state_dict = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ValueError(
+            f"{path}: not a checkpoint (expected a state dict or a dict with a 'model' state dict)"
+        )
+    return state_dict
 
 
 def _entropy_bottlenecks(model: nn.Module) -> dict[str, EntropyBottleneck]:

@@ -19,6 +19,13 @@ def bundled_config_path(name: str) -> Path:
     return path
 
 
+def config_path(name_or_path: str) -> Path:
+    """A YAML path as given, or the bundled config of that name."""
+    if name_or_path.endswith((".yaml", ".yml")):
+        return Path(name_or_path)
+    return bundled_config_path(name_or_path)
+
+
 def load_model_config(path: str | Path) -> dict[str, Any]:
     """The detection model entry of a YAML file: a bare `model:` or an sc2bench training config."""
     path = Path(path)
@@ -30,7 +37,7 @@ def load_model_config(path: str | Path) -> dict[str, Any]:
         for key in entry:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, dict):
-            return _require_key_kwargs(node, path)
+            return _resolve_start_checkpoint(_require_key_kwargs(node, path), path)
     raise ValueError(f"{path}: no model entry; expected one of {['.'.join(e) for e in _MODEL_ENTRIES]}")
 
 
@@ -47,6 +54,15 @@ def load_class_names(path: str | Path) -> tuple[str, ...]:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError(f"{path}: `class_names` must be `coco` or a list of names, background first")
     return tuple(names)
+
+
+def _resolve_start_checkpoint(entry: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A relative `start_ckpt_file_path` (weights sc2bench loads before the model's own checkpoint)
+    is taken from the config's folder, so that bundled configs find bundled checkpoints anywhere."""
+    start = entry["kwargs"].get("start_ckpt_file_path")
+    if start is not None and not Path(start).is_absolute():
+        entry["kwargs"]["start_ckpt_file_path"] = str((path.parent / start).resolve())
+    return entry
 
 
 def _require_key_kwargs(entry: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -1,0 +1,197 @@
+"""Head node (robot): camera frames -> compressed bottleneck of the split detector.
+
+The camera callback only keeps the newest frame; a worker thread converts and encodes it. A camera
+faster than the encoder therefore costs dropped frames (counted, and sent in every Bottleneck),
+never a growing queue or a stale result. No torch here unless the torch backend is chosen.
+"""
+
+import threading
+import time
+from dataclasses import replace
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image
+
+from sc2_split.backends import BACKENDS, make_backend
+from sc2_split.codecs import CODECS
+from sc2_split.head import HeadPipeline
+from sc2_split.metadata import HeadMetadata
+from sc2_split.ros.bottleneck_conversion import to_bottleneck
+from sc2_split.ros.image_conversion import to_rgb
+from sc2_split.ros.latency_window import LatencyWindow
+from sc2_split.ros.parameters import Param, declare_parameters
+from sc2_split.ros.topics import BOTTLENECK_QOS, CAMERA_TOPICS, RELIABILITY, subscribe_camera
+from sc2_split_msgs.msg import Bottleneck
+
+SUMMARY_PERIOD_S = 5.0
+
+PARAMETERS = {
+    "metadata_file_path": Param(
+        "", "head.json written by `python -m sc2_split.export` (model id, sizes, codec tables)"
+    ),
+    "model_file_path": Param("", "ONNX head (head.onnx) for the onnxruntime backend"),
+    "engine_file_path": Param(
+        "", "TensorRT engine (head.engine) built on this robot, for the tensorrt backend"
+    ),
+    "backend": Param(
+        "auto", "auto: tensorrt if an engine is given, else onnxruntime, else torch", ("auto", *BACKENDS)
+    ),
+    "device": Param(
+        "cpu", "cpu or cuda (ONNX Runtime's CUDA provider or torch); TensorRT always runs on the GPU"
+    ),
+    "codec": Param("entropy", "bottleneck codec; the model's metadata lists those it supports", CODECS),
+    "max_rate": Param(
+        0.0,
+        "most frames encoded per second (Hz); 0: as many as camera and encoder allow",
+        bounds=(0.0, 1000.0),
+    ),
+    "image_transport": Param(
+        "raw",
+        "raw: subscribe `image` (sensor_msgs/Image); compressed: `image/compressed`",
+        tuple(CAMERA_TOPICS),
+    ),
+    "qos_reliability": Param(
+        "best_effort", "camera subscription: best_effort (sensor data QoS) or reliable", tuple(RELIABILITY)
+    ),
+}
+
+
+class HeadNode(Node):
+    def __init__(self) -> None:
+        super().__init__("head")
+        p = declare_parameters(self, PARAMETERS)
+        if not p["metadata_file_path"]:
+            raise ValueError(
+                "parameter metadata_file_path is not set (head.json from `python -m sc2_split.export`)"
+            )
+        self.metadata = HeadMetadata.load(p["metadata_file_path"])
+        backend = make_backend(
+            p["backend"],
+            p["metadata_file_path"],
+            self.metadata,
+            p["model_file_path"],
+            p["engine_file_path"],
+            p["device"],
+        )
+        self.pipeline = HeadPipeline(self.metadata, backend, p["codec"])
+        self.min_period_s = 1.0 / p["max_rate"] if p["max_rate"] > 0 else 0.0
+        self.publisher = self.create_publisher(Bottleneck, "bottleneck", BOTTLENECK_QOS)
+        self.window = LatencyWindow()
+        self.received_frames = 0
+        self.dropped_frames = 0
+        self.bad_frames = 0
+        self.failed_frames = 0
+        self._newest: Image | CompressedImage | None = None
+        self._frame_ready = threading.Condition()
+        self._stopping = False
+        self.subscription = subscribe_camera(self, p["image_transport"], p["qos_reliability"], self.on_frame)
+        self.create_timer(SUMMARY_PERIOD_S, self.log_summary)
+        self._worker = threading.Thread(target=self._encode_newest, name="head_encoder", daemon=True)
+        self._worker.start()
+        m = self.metadata
+        self.get_logger().info(
+            f"model {m.model_id}: {backend.name} backend on {p['device']}, {p['codec']} codec, head input "
+            f"{m.input_width}x{m.input_height}; frames from {self.subscription.topic_name} "
+            f"({p['qos_reliability']}), bottlenecks to {self.publisher.topic_name}"
+        )
+
+    def on_frame(self, msg: Image | CompressedImage) -> None:
+        """Keeps only the newest frame; the one it replaces was never encoded and counts as dropped."""
+        with self._frame_ready:
+            self.received_frames += 1
+            if self._newest is not None:
+                self.dropped_frames += 1
+            self._newest = msg
+            self._frame_ready.notify()
+
+    def _encode_newest(self) -> None:
+        while True:
+            with self._frame_ready:
+                self._frame_ready.wait_for(lambda: self._newest is not None or self._stopping)
+                if self._stopping:
+                    return
+                msg, self._newest = self._newest, None
+            started = time.monotonic()
+            self.encode(msg)
+            if self.min_period_s:
+                # Frames that arrive meanwhile replace each other: max_rate bounds the robot's compute.
+                with self._frame_ready:
+                    self._frame_ready.wait_for(
+                        lambda: self._stopping, self.min_period_s - (time.monotonic() - started)
+                    )
+
+    def encode(self, msg: Image | CompressedImage) -> None:
+        """Encodes and publishes one frame; a bad frame or a failed run is logged and counted, not fatal."""
+        started = time.perf_counter()
+        try:
+            rgb = to_rgb(msg)
+            convert_ms = 1e3 * (time.perf_counter() - started)
+            result = self.pipeline(rgb)
+        except ValueError as exc:
+            self.bad_frames += 1
+            self.get_logger().warning(
+                f"skipped a bad frame ({self.bad_frames} so far): {exc}", throttle_duration_sec=5.0
+            )
+            return
+        except Exception as exc:
+            self.failed_frames += 1
+            self.get_logger().error(
+                f"encoding failed ({self.failed_frames} so far): {exc!r}", throttle_duration_sec=5.0
+            )
+            return
+        # Decoding the camera message (JPEG, YUV) is part of the robot's preprocessing.
+        result = replace(result, preprocess_ms=result.preprocess_ms + convert_ms)
+        out = to_bottleneck(result, msg.header, self.metadata.model_id, self.dropped_frames)
+        if not self.context.ok():
+            return
+        out.sent = self.get_clock().now().to_msg()
+        self.publisher.publish(out)
+        self.window.add(
+            preprocess_ms=result.preprocess_ms,
+            encode_ms=result.encode_ms,
+            codec_ms=result.codec_ms,
+            payload_bytes=len(result.encoded.data),
+        )
+
+    def log_summary(self) -> None:
+        frames, summary = self.window.take()
+        totals = (
+            f"since start: {self.received_frames} received, {self.dropped_frames} dropped, "
+            f"{self.bad_frames} bad, {self.failed_frames} failed"
+        )
+        if frames:
+            self.get_logger().info(
+                f"{frames} frames encoded ({frames / SUMMARY_PERIOD_S:.1f} Hz); mean/p90: {summary}; "
+                + totals
+            )
+        else:
+            self.get_logger().warning(
+                f"no frame encoded in {SUMMARY_PERIOD_S:.0f} s from {self.subscription.topic_name}; "
+                + totals,
+                throttle_duration_sec=30.0,
+            )
+
+    def destroy_node(self) -> None:
+        with self._frame_ready:
+            self._stopping = True
+            self._frame_ready.notify()
+        self._worker.join()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = HeadNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Overlay node (robot): the tail's detections drawn on the camera frames they came from, for RViz.
+
+It runs where the frames are: only the small detection messages cross the network back from the edge,
+never the image. Detections are matched to frames by stamp in a short ring buffer of recent frames.
+"""
+
+from collections import deque
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from sc2_split.ros.image_conversion import rgb_to_image, to_rgb
+from sc2_split.ros.overlay import draw_detections
+from sc2_split.ros.parameters import Param, declare_parameters
+from sc2_split.ros.topics import (
+    CAMERA_TOPICS,
+    LABEL_INFO_QOS,
+    OVERLAY_QOS,
+    RELIABILITY,
+    RESULTS_QOS,
+    subscribe_camera,
+)
+
+PARAMETERS = {
+    "image_transport": Param(
+        "raw",
+        "raw: subscribe `image` (sensor_msgs/Image); compressed: `image/compressed`",
+        tuple(CAMERA_TOPICS),
+    ),
+    "qos_reliability": Param(
+        "best_effort", "camera subscription: best_effort (sensor data QoS) or reliable", tuple(RELIABILITY)
+    ),
+    "frame_buffer_size": Param(
+        30,
+        "recent frames kept to meet their detections: at least the frame rate times the round trip",
+        bounds=(1, 1000),
+    ),
+}
+
+
+class OverlayNode(Node):
+    def __init__(self) -> None:
+        super().__init__("overlay")
+        p = declare_parameters(self, PARAMETERS)
+        self.frames: deque[Image | CompressedImage] = deque(maxlen=p["frame_buffer_size"])
+        self.class_names: dict[str, str] = {}
+        self.unmatched = 0
+        self.publisher = self.create_publisher(Image, "overlay", OVERLAY_QOS)
+        self.camera = subscribe_camera(self, p["image_transport"], p["qos_reliability"], self.on_frame)
+        self.create_subscription(Detection2DArray, "detections", self.on_detections, RESULTS_QOS)
+        self.create_subscription(LabelInfo, "label_info", self.on_label_info, LABEL_INFO_QOS)
+        self.get_logger().info(
+            f"drawing detections on frames from {self.camera.topic_name} to {self.publisher.topic_name}"
+        )
+
+    def on_frame(self, msg: Image | CompressedImage) -> None:
+        """Keeps the frame, still compressed if it came so, until its detections arrive or it ages out."""
+        self.frames.append(msg)
+
+    def on_label_info(self, msg: LabelInfo) -> None:
+        self.class_names = {str(c.class_id): c.class_name for c in msg.class_map}
+
+    def on_detections(self, msg: Detection2DArray) -> None:
+        frame = next((f for f in reversed(self.frames) if f.header == msg.header), None)
+        if frame is None:
+            self.unmatched += 1
+            self.get_logger().warning(
+                f"no frame stamped {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} among the last "
+                f"{len(self.frames)} ({self.unmatched} unmatched so far): raise frame_buffer_size?",
+                throttle_duration_sec=5.0,
+            )
+            return
+        try:
+            rgb = to_rgb(frame)
+        except ValueError as exc:
+            self.get_logger().warning(f"cannot draw on a bad frame: {exc}", throttle_duration_sec=5.0)
+            return
+        self.publisher.publish(rgb_to_image(draw_detections(rgb, msg, self.class_names), frame.header))
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = OverlayNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

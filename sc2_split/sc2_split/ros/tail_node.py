@@ -1,0 +1,197 @@
+"""Tail node (edge): compressed bottleneck -> vision_msgs detections in the source image's pixels.
+
+Detections carry the label index as class_id (a string, as vision_msgs 4.x asks) and the class names
+are published once on `label_info`, latched. Every payload is untrusted: one that does not fit this
+tail's model is rejected with one log line naming the reason, counted, and the node goes on.
+"""
+
+import time
+from collections import Counter
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time as TimeMsg
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.time import Time
+from std_msgs.msg import Header
+from vision_msgs.msg import (
+    Detection2D,
+    Detection2DArray,
+    LabelInfo,
+    ObjectHypothesis,
+    ObjectHypothesisWithPose,
+    VisionClass,
+)
+
+from sc2_split.codecs.payload import PayloadError
+from sc2_split.models.build import build_detector, model_id
+from sc2_split.models.config import config_path, load_class_names, load_model_config
+from sc2_split.ros.bottleneck_conversion import from_bottleneck
+from sc2_split.ros.latency_window import LatencyWindow
+from sc2_split.ros.parameters import Param, declare_parameters
+from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, RESULTS_QOS
+from sc2_split.tail import Detections, TailPipeline
+from sc2_split_msgs.msg import Bottleneck, SplitStats
+
+SUMMARY_PERIOD_S = 5.0
+# A sender with the wrong model would otherwise log at its frame rate: each reason at most this often.
+REJECT_LOG_PERIOD_S = 5.0
+
+PARAMETERS = {
+    "model_config": Param(
+        "sc2_resnet50_fp",
+        "detector config: a bundled name (sc2_resnet50_fp, sc2_resnet50_bq8) or a YAML path",
+    ),
+    "checkpoint": Param(
+        "", "weights (.pt) the head was exported from; empty: random weights, for tests only"
+    ),
+    "model_name": Param("", "name in the model id; empty: the config's file name, as the export tool does"),
+    "device": Param("cpu", "torch device of the tail: cpu, cuda, cuda:1"),
+    "score_threshold": Param(0.5, "lowest score of a published detection", bounds=(0.0, 1.0)),
+    "max_detections": Param(100, "most detections published per frame, best scores first", bounds=(1, 10000)),
+}
+
+
+class TailNode(Node):
+    def __init__(self) -> None:
+        super().__init__("tail")
+        p = declare_parameters(self, PARAMETERS)
+        config = config_path(p["model_config"])
+        model = build_detector(load_model_config(config), p["checkpoint"] or None)
+        self.model_id = model_id(p["model_name"] or config.stem, model)
+        self.pipeline = TailPipeline(model, self.model_id, p["device"])
+        self.class_names = load_class_names(config)
+        self.score_threshold = p["score_threshold"]
+        self.max_detections = p["max_detections"]
+        self.window = LatencyWindow()
+        self.rejected: Counter[str] = Counter()
+        self._last_reject_log: dict[str, float] = {}
+        self.head_dropped_frames = 0
+        self._rejected_at_last_summary = 0
+
+        self.detections_pub = self.create_publisher(Detection2DArray, "detections", RESULTS_QOS)
+        self.stats_pub = self.create_publisher(SplitStats, "stats", RESULTS_QOS)
+        label_info_pub = self.create_publisher(LabelInfo, "label_info", LABEL_INFO_QOS)
+        label_info_pub.publish(self.label_info())
+        self.subscription = self.create_subscription(
+            Bottleneck, "bottleneck", self.on_bottleneck, BOTTLENECK_QOS
+        )
+        self.create_timer(SUMMARY_PERIOD_S, self.log_summary)
+        if not p["checkpoint"]:
+            self.get_logger().warning("no checkpoint given: random weights, no head will match them")
+        self.get_logger().info(
+            f"serving model {self.model_id} ({config}) on {p['device']}; bottlenecks from "
+            f"{self.subscription.topic_name}, detections to {self.detections_pub.topic_name}"
+        )
+
+    def label_info(self) -> LabelInfo:
+        """Label index -> class name; index 0 is the background, which is never detected."""
+        return LabelInfo(
+            header=Header(stamp=self.get_clock().now().to_msg()),
+            class_map=[
+                VisionClass(class_id=i, class_name=n) for i, n in enumerate(self.class_names) if i > 0
+            ],
+            threshold=self.score_threshold,
+        )
+
+    def on_bottleneck(self, msg: Bottleneck) -> None:
+        received = self.get_clock().now()
+        try:
+            encoded, geometry, payload_model_id = from_bottleneck(msg)
+            detections = self.pipeline(encoded, payload_model_id, geometry)
+        except PayloadError as exc:
+            self.reject(exc)
+            return
+        self.detections_pub.publish(self.detection_array(msg.header, detections))
+        now = self.get_clock().now()
+        stats = SplitStats(
+            header=msg.header,
+            model_id=msg.model_id,
+            codec=msg.codec,
+            payload_bytes=len(msg.data),
+            preprocess_ms=msg.preprocess_ms,
+            encode_ms=msg.encode_ms,
+            codec_ms=msg.codec_ms,
+            # Includes any wait in this node's reader while the previous frame was decoded.
+            transport_ms=_ms(received, msg.sent),
+            decode_ms=detections.decode_ms,
+            tail_ms=detections.tail_ms,
+            end_to_end_ms=_ms(now, msg.header.stamp),
+            head_dropped_frames=msg.head_dropped_frames,
+            tail_rejected=self.rejected.total(),
+        )
+        self.stats_pub.publish(stats)
+        self.head_dropped_frames = msg.head_dropped_frames
+        self.window.add(
+            preprocess_ms=msg.preprocess_ms,
+            encode_ms=msg.encode_ms,
+            codec_ms=msg.codec_ms,
+            transport_ms=stats.transport_ms,
+            decode_ms=detections.decode_ms,
+            tail_ms=detections.tail_ms,
+            end_to_end_ms=stats.end_to_end_ms,
+            payload_bytes=stats.payload_bytes,
+        )
+
+    def detection_array(self, header: Header, detections: Detections) -> Detection2DArray:
+        """The best `max_detections` above `score_threshold`, as boxes (center and size) in source pixels."""
+        keep = np.flatnonzero(detections.scores >= self.score_threshold)
+        keep = keep[np.argsort(-detections.scores[keep], kind="stable")][: self.max_detections]
+        out = Detection2DArray(header=header)
+        for i in keep:
+            x1, y1, x2, y2 = (float(v) for v in detections.boxes[i])
+            d = Detection2D(header=header)
+            d.bbox.center.position.x = (x1 + x2) / 2
+            d.bbox.center.position.y = (y1 + y2) / 2
+            d.bbox.size_x = x2 - x1
+            d.bbox.size_y = y2 - y1
+            hypothesis = ObjectHypothesis(
+                class_id=str(int(detections.labels[i])), score=float(detections.scores[i])
+            )
+            d.results = [ObjectHypothesisWithPose(hypothesis=hypothesis)]
+            out.detections.append(d)
+        return out
+
+    def reject(self, exc: PayloadError) -> None:
+        self.rejected[exc.reason] += 1
+        now = time.monotonic()
+        if now - self._last_reject_log.get(exc.reason, -REJECT_LOG_PERIOD_S) >= REJECT_LOG_PERIOD_S:
+            self._last_reject_log[exc.reason] = now
+            self.get_logger().error(
+                f"rejected a bottleneck ({exc.reason}, {self.rejected[exc.reason]} so far): {exc}"
+            )
+
+    def log_summary(self) -> None:
+        frames, summary = self.window.take()
+        rejected_total = self.rejected.total()
+        if not frames and rejected_total == self._rejected_at_last_summary:
+            return
+        self._rejected_at_last_summary = rejected_total
+        rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(self.rejected.items())) or "none"
+        self.get_logger().info(
+            f"{frames} frames in {SUMMARY_PERIOD_S:.0f} s ({frames / SUMMARY_PERIOD_S:.1f} Hz); "
+            f"mean/p90: {summary or '-'}; since start: {self.head_dropped_frames} dropped by the head, "
+            f"rejected {rejected}"
+        )
+
+
+def _ms(later: Time, earlier: TimeMsg) -> float:
+    """Milliseconds from a message's time to `later`, read on `later`'s clock type (ROS or simulated time)."""
+    return (later - Time.from_msg(earlier, clock_type=later.clock_type)).nanoseconds / 1e6
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = TailNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""The head, tail and overlay nodes run as separate processes over DDS, started as the launch files
+start them (installed executables, the shipped parameter files, overrides for a small test model),
+and turn camera frames into detections of those frames; a foreign payload is rejected and counted."""
+
+import array
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from ament_index_python.packages import get_package_prefix, get_package_share_directory
+from builtin_interfaces.msg import Time
+from PIL import Image as PilImage
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+from sc2_split.export.__main__ import main as export_main
+from sc2_split.metadata import HeadMetadata
+from sc2_split.ros.image_conversion import rgb_to_image
+from sc2_split.ros.topics import (
+    BOTTLENECK_QOS,
+    LABEL_INFO_QOS,
+    OVERLAY_QOS,
+    RESULTS_QOS,
+    camera_qos,
+)
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from sc2_split_msgs.msg import Bottleneck, SplitStats
+
+HEIGHT, WIDTH = 96, 128
+FRAME_ID = "camera_optical_frame"
+MAX_DETECTIONS = 20
+FOREIGN_MODEL_ID = "sc2_resnet50_fp@000000000000"
+# Generous: the tail runs a ResNet-50 on 2 shared CPU cores; a normal run takes a fraction of this.
+TIMEOUT_S = 120.0
+
+
+@pytest.fixture(scope="module")
+def exported_head(small_models: dict[str, tuple], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The small FP model exported for 96x128 frames, and the parameters that point the nodes at it."""
+    config, checkpoint = small_models["sc2_resnet50_fp"]
+    out = tmp_path_factory.mktemp("head")
+    args = [
+        "--config",
+        str(config),
+        "--checkpoint",
+        str(checkpoint),
+        "--out",
+        str(out),
+        "--parity-frames",
+        "1",
+    ]
+    assert export_main([*args, "--height", str(HEIGHT), "--width", str(WIDTH)]) == 0
+    return {
+        "metadata_file_path": str(out / "head.json"),
+        "model_file_path": str(out / "head.onnx"),
+        "model_config": str(config),
+        "checkpoint": str(checkpoint),
+    }
+
+
+@contextmanager
+def node_process(
+    executable: str, params_file: str, overrides: dict[str, object], env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen]:
+    """An installed node executable with a shipped parameter file, stopped with Ctrl-C (SIGINT) at the end."""
+    command = [
+        str(Path(get_package_prefix("sc2_split")) / "lib" / "sc2_split" / executable),
+        "--ros-args",
+        "--params-file",
+        str(Path(get_package_share_directory("sc2_split")) / "config" / params_file),
+    ]
+    for name, value in overrides.items():
+        command += ["-p", f"{name}:={value}"]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Camera:
+    """The test's node: publishes frames like a camera driver and records what the split nodes send."""
+
+    def __init__(self, context: Context) -> None:
+        self.node = Node("test_camera", context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.image_pub = self.node.create_publisher(Image, "image", camera_qos("best_effort"))
+        self.sent: dict[tuple[int, int], np.ndarray] = {}
+        self.detections: list[Detection2DArray] = []
+        self.stats: list[SplitStats] = []
+        self.label_info: list[LabelInfo] = []
+        self.overlays: list[Image] = []
+        self.bottlenecks: list[Bottleneck] = []
+        self.rng = np.random.default_rng(0)
+        node = self.node
+        node.create_subscription(Detection2DArray, "detections", self.detections.append, RESULTS_QOS)
+        node.create_subscription(SplitStats, "stats", self.stats.append, RESULTS_QOS)
+        node.create_subscription(LabelInfo, "label_info", self.label_info.append, LABEL_INFO_QOS)
+        node.create_subscription(Image, "overlay", self.overlays.append, OVERLAY_QOS)
+        self.bottleneck_sub = node.create_subscription(
+            Bottleneck, "bottleneck", self.bottlenecks.append, BOTTLENECK_QOS
+        )
+        self.sending = False
+        self.last_header = Header()
+        node.create_timer(0.25, self.send_frame)
+
+    def send_frame(self) -> None:
+        if not self.sending:
+            return
+        rgb = self.rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+        header = Header(stamp=self.node.get_clock().now().to_msg(), frame_id=FRAME_ID)
+        self.sent[(header.stamp.sec, header.stamp.nanosec)] = rgb
+        self.last_header = header
+        self.image_pub.publish(rgb_to_image(rgb, header))
+
+    def spin_until(self, condition: Callable[[], bool], what: str, timeout_s: float = TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            self.executor.spin_once(timeout_sec=0.05)
+
+
+@pytest.fixture
+def camera(ros_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Camera]:
+    """A node of this test process in the child processes' DDS domain."""
+    for name in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY"):
+        monkeypatch.setenv(name, ros_env[name])
+    context = Context()
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    camera = Camera(context)
+    yield camera
+    camera.node.destroy_node()
+    context.try_shutdown()
+
+
+def print_stats(stats: list[SplitStats]) -> None:
+    fields = ("payload_bytes", "preprocess_ms", "encode_ms", "codec_ms", "transport_ms", "decode_ms",
+              "tail_ms", "end_to_end_ms", "head_dropped_frames", "tail_rejected")  # fmt: skip
+    print("\nper-frame stats on `stats`:\n" + " ".join(f"{f:>13.13}" for f in fields))
+    for s in stats:
+        print(" ".join(f"{getattr(s, f):>13.1f}" if "ms" in f else f"{getattr(s, f):>13d}" for f in fields))
+
+
+def test_head_and_tail_processes_turn_frames_into_detections(
+    exported_head: dict[str, str], camera: Camera, ros_env: dict[str, str], tmp_path: Path
+) -> None:
+    head_overrides = {k: exported_head[k] for k in ("metadata_file_path", "model_file_path")}
+    # Random weights score every class about equally (1/91): a zero threshold keeps their boxes.
+    tail_overrides = {
+        "model_config": exported_head["model_config"],
+        "checkpoint": exported_head["checkpoint"],
+        "score_threshold": 0.0,
+        "max_detections": MAX_DETECTIONS,
+    }
+    specs = {
+        "head": ("head_node", "head.yaml", head_overrides),
+        "tail": ("tail_node", "tail.yaml", tail_overrides),
+        "overlay": ("overlay_node", "head.yaml", {}),
+    }
+    logs = {name: tmp_path / f"{name}.log" for name in specs}
+    with ExitStack() as stack:
+        processes = {
+            name: stack.enter_context(node_process(executable, params_file, overrides, ros_env, logs[name]))
+            for name, (executable, params_file, overrides) in specs.items()
+        }
+        camera.spin_until(
+            lambda: camera.image_pub.get_subscription_count() >= 2, "head and overlay to subscribe"
+        )
+        camera.spin_until(lambda: bool(camera.label_info), "the tail's label_info")
+
+        # A frame the head cannot read is logged and counted; the head goes on.
+        camera.image_pub.publish(Image(height=2, width=2, step=2, encoding="bayer_rggb8", data=bytes(4)))
+        camera.sending = True
+        camera.spin_until(
+            lambda: len(camera.detections) >= 2 and camera.overlays, "detections and an overlay"
+        )
+
+        # A payload of another model: the tail must reject it, count it, and keep serving. It is sent
+        # while the tail is idle, so that no newer bottleneck replaces it in the tail's depth-1 reader.
+        camera.sending = False
+        last_sent = camera.last_header
+        camera.spin_until(
+            lambda: camera.bottlenecks[-1].header == last_sent == camera.detections[-1].header,
+            "the head and the tail to finish the last frame",
+        )
+        camera.node.destroy_subscription(camera.bottleneck_sub)
+        foreign = camera.bottlenecks[-1]
+        foreign.model_id = FOREIGN_MODEL_ID
+        foreign_pub = camera.node.create_publisher(Bottleneck, "bottleneck", BOTTLENECK_QOS)
+        camera.spin_until(lambda: foreign_pub.get_subscription_count() >= 1, "the tail to match")
+        foreign_pub.publish(foreign)
+        camera.spin_until(lambda: "rejected a bottleneck" in logs["tail"].read_text(), "the rejection")
+        camera.sending = True
+        camera.spin_until(lambda: camera.stats[-1].tail_rejected == 1, "the rejection count in stats")
+        served_before = len(camera.detections)
+        camera.spin_until(lambda: len(camera.detections) > served_before, "detections after the rejection")
+        camera.sending = False
+
+        for process in processes.values():
+            process.send_signal(signal.SIGINT)
+        for name, process in processes.items():
+            assert process.wait(timeout=30) == 0, (
+                f"{name} exited with {process.returncode}:\n{logs[name].read_text()}"
+            )
+    log = {name: path.read_text() for name, path in logs.items()}
+    print_stats(camera.stats)
+
+    class_ids = {str(c.class_id) for c in camera.label_info[0].class_map}
+    assert len(class_ids) == 90  # COCO: 91 labels, background not listed
+    for array_msg in camera.detections:
+        stamp = (array_msg.header.stamp.sec, array_msg.header.stamp.nanosec)
+        assert stamp in camera.sent and array_msg.header.frame_id == FRAME_ID
+        assert len(array_msg.detections) == MAX_DETECTIONS
+        for d in array_msg.detections:
+            assert d.header == array_msg.header
+            box, (result,) = d.bbox, d.results
+            x, y, half_w, half_h = (
+                box.center.position.x,
+                box.center.position.y,
+                box.size_x / 2,
+                box.size_y / 2,
+            )
+            assert -1e-3 <= x - half_w <= x + half_w <= WIDTH + 1e-3
+            assert -1e-3 <= y - half_h <= y + half_h <= HEIGHT + 1e-3
+            assert result.hypothesis.class_id in class_ids and 0.0 <= result.hypothesis.score <= 1.0
+
+    overlay = camera.overlays[0]
+    assert (overlay.header.stamp.sec, overlay.header.stamp.nanosec) in camera.sent
+    assert (overlay.height, overlay.width, overlay.encoding) == (HEIGHT, WIDTH, "rgb8")
+    raw = camera.sent[(overlay.header.stamp.sec, overlay.header.stamp.nanosec)]
+    assert not np.array_equal(np.frombuffer(overlay.data, np.uint8).reshape(raw.shape), raw), "nothing drawn"
+
+    served_id = HeadMetadata.load(exported_head["metadata_file_path"]).model_id
+    for stats in camera.stats:
+        assert (stats.model_id, stats.codec, stats.header.frame_id) == (served_id, "entropy", FRAME_ID)
+        assert stats.payload_bytes > 0 and stats.end_to_end_ms >= stats.tail_ms > 0
+    (rejection,) = [line for line in log["tail"].splitlines() if "rejected a bottleneck" in line]
+    assert "(model, 1 so far)" in rejection and FOREIGN_MODEL_ID in rejection and served_id in rejection
+    assert "skipped a bad frame (1 so far)" in log["head"] and "bayer_rggb8" in log["head"], log["head"]
+
+
+def test_head_encodes_compressed_frames_at_most_at_max_rate_and_counts_the_rest(
+    exported_head: dict[str, str], camera: Camera, ros_env: dict[str, str], tmp_path: Path
+) -> None:
+    overrides = {
+        "metadata_file_path": exported_head["metadata_file_path"],
+        "model_file_path": exported_head["model_file_path"],
+        "image_transport": "compressed",
+        "max_rate": 2.0,
+    }
+    jpeg_pub = camera.node.create_publisher(CompressedImage, "image/compressed", camera_qos("best_effort"))
+    buffer = io.BytesIO()
+    PilImage.fromarray(camera.rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    jpeg = array.array("B", buffer.getvalue())
+    with node_process("head_node", "head.yaml", overrides, ros_env, tmp_path / "head.log"):
+        camera.spin_until(lambda: jpeg_pub.get_subscription_count() >= 1, "the head to subscribe")
+        sent = []
+        for i in range(30):  # 10 Hz for 3 s, five times max_rate
+            header = Header(stamp=Time(sec=1000 + i), frame_id=FRAME_ID)
+            jpeg_pub.publish(CompressedImage(header=header, format="jpeg", data=jpeg))
+            sent.append(header)
+            deadline = time.monotonic() + 0.1
+            while time.monotonic() < deadline:
+                camera.executor.spin_once(timeout_sec=0.01)
+        # The newest frame is always encoded in the end; the ones it replaced count as dropped.
+        camera.spin_until(
+            lambda: camera.bottlenecks and camera.bottlenecks[-1].header == sent[-1], "the last"
+        )
+    encoded = camera.bottlenecks
+    stamps = [b.header.stamp.sec for b in encoded]
+    assert stamps == sorted(stamps) and all(b.header in sent for b in encoded)
+    assert 2 <= len(encoded) <= 2.0 * 3 + 2
+    # Every frame that reached the head was either encoded or counted (best effort may lose a few).
+    assert len(encoded) + encoded[-1].head_dropped_frames <= len(sent)
+    assert encoded[-1].head_dropped_frames >= len(sent) - len(encoded) - 3
+    assert all(b.image_height == HEIGHT and b.image_width == WIDTH for b in encoded)
+
+
+def test_head_node_runs_without_torch(exported_head: dict[str, str]) -> None:
+    """The robot may have no torch: the head node and its ONNX backend must not load it."""
+    script = (
+        "import sys\n"
+        "from sc2_split.ros import head_node\n"
+        "from sc2_split.backends import make_backend\n"
+        "from sc2_split.metadata import HeadMetadata\n"
+        f"metadata = HeadMetadata.load({exported_head['metadata_file_path']!r})\n"
+        f"make_backend('onnxruntime', '', metadata, {exported_head['model_file_path']!r})\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=dict(os.environ), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
