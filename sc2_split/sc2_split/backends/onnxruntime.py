@@ -18,8 +18,12 @@ class OnnxRuntimeBackend:
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise RuntimeError("device is cuda but this onnxruntime has no CUDAExecutionProvider")
             providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        # Memory patterns pre-plan one block for every intermediate at once; without them the
+        # head's peak RSS at 800x1088 drops by ~300 MB, at no cost in speed (measured).
+        options.enable_mem_pattern = False
         self.metadata = metadata
-        self.session = ort.InferenceSession(str(model_file_path), providers=providers)
+        self.session = ort.InferenceSession(str(model_file_path), options, providers=providers)
         inputs = [i.name for i in self.session.get_inputs()]
         if inputs != [metadata.input_name]:
             raise ValueError(
