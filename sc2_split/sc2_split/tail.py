@@ -66,6 +66,8 @@ class TailPipeline:
         self.check_geometry(geometry)
         t0 = time.perf_counter()
         latent = codec.decode(encoded, self.latent_shape(geometry.padded_height, geometry.padded_width))
+        if not np.isfinite(latent).all():
+            raise PayloadError("corrupt", "the decoded latent holds NaN or infinite values")
         t1 = time.perf_counter()
         with torch.inference_mode(), torch.autocast(self.device.type, torch.float16, enabled=self.half):
             out = self.tail(torch.from_numpy(latent).to(self.device), geometry)

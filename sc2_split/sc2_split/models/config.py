@@ -26,6 +26,23 @@ def config_path(name_or_path: str) -> Path:
     return bundled_config_path(name_or_path)
 
 
+DEMO = Path(__file__).resolve().parent / "demo"
+
+
+def checkpoint_path(name_or_path: str) -> Path | None:
+    """A checkpoint path as given, a bundled demo checkpoint by name (e.g. `demo_fp_beta0.64`), or
+    None for an empty string (random weights)."""
+    if not name_or_path:
+        return None
+    if name_or_path.endswith((".pt", ".pth")):
+        return Path(name_or_path)
+    path = DEMO / f"{name_or_path}.pt"
+    if not path.is_file():
+        known = sorted(p.stem for p in DEMO.glob("*.pt"))
+        raise FileNotFoundError(f"no bundled checkpoint named {name_or_path!r}; bundled: {', '.join(known)}")
+    return path
+
+
 def load_model_config(path: str | Path) -> dict[str, Any]:
     """The detection model entry of a YAML file: a bare `model:` or an sc2bench training config."""
     path = Path(path)

@@ -19,6 +19,7 @@ from sc2_split.codecs import CODECS
 from sc2_split.head import HeadPipeline
 from sc2_split.metadata import HeadMetadata
 from sc2_split.ros.bottleneck_conversion import to_bottleneck
+from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.image_conversion import to_rgb
 from sc2_split.ros.latency_window import LatencyWindow
 from sc2_split.ros.parameters import Param, declare_parameters
@@ -83,10 +84,14 @@ class HeadNode(Node):
         self.dropped_frames = 0
         self.bad_frames = 0
         self.failed_frames = 0
+        self.sequence = 0
         self._newest: Image | CompressedImage | None = None
         self._frame_ready = threading.Condition()
         self._stopping = False
         self.subscription = subscribe_camera(self, p["image_transport"], p["qos_reliability"], self.on_frame)
+        self.diagnostics = CounterDiagnostics(
+            self, self.metadata.model_id, warn_on=("bad_frames", "failed_frames")
+        )
         self.create_timer(SUMMARY_PERIOD_S, self.log_summary)
         self._worker = threading.Thread(target=self._encode_newest, name="head_encoder", daemon=True)
         self._worker.start()
@@ -146,6 +151,8 @@ class HeadNode(Node):
         out = to_bottleneck(result, msg.header, self.metadata.model_id, self.dropped_frames)
         if not self.context.ok():
             return
+        out.sequence = self.sequence
+        self.sequence += 1
         out.sent = self.get_clock().now().to_msg()
         self.publisher.publish(out)
         self.window.add(
@@ -157,6 +164,14 @@ class HeadNode(Node):
 
     def log_summary(self) -> None:
         frames, summary = self.window.take()
+        counters = {
+            "received_frames": self.received_frames,
+            "encoded_frames": self.sequence,
+            "dropped_frames": self.dropped_frames,
+            "bad_frames": self.bad_frames,
+            "failed_frames": self.failed_frames,
+        }
+        self.diagnostics.publish(counters, f"encoding for {self.metadata.model_id}")
         totals = (
             f"since start: {self.received_frames} received, {self.dropped_frames} dropped, "
             f"{self.bad_frames} bad, {self.failed_frames} failed"

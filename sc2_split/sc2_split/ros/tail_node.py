@@ -26,8 +26,9 @@ from vision_msgs.msg import (
 
 from sc2_split.codecs.payload import PayloadError
 from sc2_split.models.build import build_detector, model_id
-from sc2_split.models.config import config_path, load_class_names, load_model_config
+from sc2_split.models.config import checkpoint_path, config_path, load_class_names, load_model_config
 from sc2_split.ros.bottleneck_conversion import from_bottleneck
+from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.latency_window import LatencyWindow
 from sc2_split.ros.parameters import Param, declare_parameters
 from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, RESULTS_QOS
@@ -58,7 +59,7 @@ class TailNode(Node):
         super().__init__("tail")
         p = declare_parameters(self, PARAMETERS)
         config = config_path(p["model_config"])
-        model = build_detector(load_model_config(config), p["checkpoint"] or None)
+        model = build_detector(load_model_config(config), checkpoint_path(p["checkpoint"]))
         self.model_id = model_id(p["model_name"] or config.stem, model)
         self.pipeline = TailPipeline(model, self.model_id, p["device"])
         self.class_names = load_class_names(config)
@@ -68,6 +69,9 @@ class TailNode(Node):
         self.rejected: Counter[str] = Counter()
         self._last_reject_log: dict[str, float] = {}
         self.head_dropped_frames = 0
+        self.missed_frames = 0
+        self.failed = 0
+        self._last_sequence: int | None = None
         self._rejected_at_last_summary = 0
 
         self.detections_pub = self.create_publisher(Detection2DArray, "detections", RESULTS_QOS)
@@ -77,6 +81,8 @@ class TailNode(Node):
         self.subscription = self.create_subscription(
             Bottleneck, "bottleneck", self.on_bottleneck, BOTTLENECK_QOS
         )
+        self.diagnostics = CounterDiagnostics(self, self.model_id, warn_on=("rejected", "failed"))
+        self.frames = 0
         self.create_timer(SUMMARY_PERIOD_S, self.log_summary)
         if not p["checkpoint"]:
             self.get_logger().warning("no checkpoint given: random weights, no head will match them")
@@ -97,11 +103,18 @@ class TailNode(Node):
 
     def on_bottleneck(self, msg: Bottleneck) -> None:
         received = self.get_clock().now()
+        self.count_missed(msg.sequence)
         try:
             encoded, geometry, payload_model_id = from_bottleneck(msg)
             detections = self.pipeline(encoded, payload_model_id, geometry)
         except PayloadError as exc:
             self.reject(exc)
+            return
+        except Exception as exc:  # a payload must never take the node down
+            self.failed += 1
+            self.get_logger().error(
+                f"tail failed on a bottleneck ({self.failed} so far): {exc!r}", throttle_duration_sec=5.0
+            )
             return
         self.detections_pub.publish(self.detection_array(msg.header, detections))
         now = self.get_clock().now()
@@ -119,9 +132,11 @@ class TailNode(Node):
             tail_ms=detections.tail_ms,
             end_to_end_ms=_ms(now, msg.header.stamp),
             head_dropped_frames=msg.head_dropped_frames,
+            tail_missed_frames=self.missed_frames,
             tail_rejected=self.rejected.total(),
         )
         self.stats_pub.publish(stats)
+        self.frames += 1
         self.head_dropped_frames = msg.head_dropped_frames
         self.window.add(
             preprocess_ms=msg.preprocess_ms,
@@ -133,6 +148,13 @@ class TailNode(Node):
             end_to_end_ms=stats.end_to_end_ms,
             payload_bytes=stats.payload_bytes,
         )
+
+    def count_missed(self, sequence: int) -> None:
+        """Gaps in the head's sequence numbers are frames this node never saw; a lower number means
+        the head restarted."""
+        if self._last_sequence is not None and sequence > self._last_sequence:
+            self.missed_frames += sequence - self._last_sequence - 1
+        self._last_sequence = sequence
 
     def detection_array(self, header: Header, detections: Detections) -> Detection2DArray:
         """The best `max_detections` above `score_threshold`, as boxes (center and size) in source pixels."""
@@ -165,6 +187,15 @@ class TailNode(Node):
     def log_summary(self) -> None:
         frames, summary = self.window.take()
         rejected_total = self.rejected.total()
+        counters = {
+            "frames": self.frames,
+            "head_dropped_frames": self.head_dropped_frames,
+            "missed_frames": self.missed_frames,
+            "rejected": rejected_total,
+            **{f"rejected_{reason}": n for reason, n in sorted(self.rejected.items())},
+            "failed": self.failed,
+        }
+        self.diagnostics.publish(counters, f"serving {self.model_id}")
         if not frames and rejected_total == self._rejected_at_last_summary:
             return
         self._rejected_at_last_summary = rejected_total
@@ -172,7 +203,7 @@ class TailNode(Node):
         self.get_logger().info(
             f"{frames} frames in {SUMMARY_PERIOD_S:.0f} s ({frames / SUMMARY_PERIOD_S:.1f} Hz); "
             f"mean/p90: {summary or '-'}; since start: {self.head_dropped_frames} dropped by the head, "
-            f"rejected {rejected}"
+            f"{self.missed_frames} missed, rejected {rejected}, {self.failed} failed"
         )
 
 
