@@ -12,7 +12,10 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
         (f"share/{package_name}/launch", glob("launch/*.launch.py")),
-        (f"share/{package_name}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        (
+            f"share/{package_name}/config",
+            glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml"),
+        ),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
@@ -25,6 +28,7 @@ setup(
             "head_node = sc2_split.ros.head_node:main",
             "tail_node = sc2_split.ros.tail_node:main",
             "overlay_node = sc2_split.ros.overlay_node:main",
+            "bag_tool = sc2_split.ros.bag_tool:main",
         ],
     },
 )

@@ -16,6 +16,8 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from sc2_split.codecs import CODECS, make_codec
 from sc2_split.codecs.payload import EncodedTensor, PayloadError
 from sc2_split.geometry import ImageGeometry
+from sc2_split.models.build import build_detector, model_id
+from sc2_split.models.config import checkpoint_path, config_path, load_class_names, load_model_config
 from sc2_split.models.entropy_tables import tables_from_entropy_bottleneck
 from sc2_split.models.split import Tail, entropy_bottleneck
 
@@ -34,11 +36,17 @@ class Detections:
 
 class TailPipeline:
     def __init__(
-        self, model: GeneralizedRCNN, model_id: str, device: str = "cpu", precision: str = "fp32"
+        self,
+        model: GeneralizedRCNN,
+        model_id: str,
+        device: str = "cpu",
+        precision: str = "fp32",
+        class_names: tuple[str, ...] = (),
     ) -> None:
         if precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be fp32 or fp16, not {precision!r}")
         self.model_id = model_id
+        self.class_names = class_names
         self.device = torch.device(device)
         # fp16 through autocast: convolutions and matrix products in half, box arithmetic in float.
         self.half = precision == "fp16"
@@ -52,6 +60,19 @@ class TailPipeline:
         # Shape inference on the meta device: no memory, no arithmetic.
         self._meta_encoder = copy.deepcopy(model.backbone.body.bottleneck_layer.encoder).to("meta")
         self.latent_shape = lru_cache(maxsize=16)(self._latent_shape)
+
+    @classmethod
+    def from_config(
+        cls, model_config: str, checkpoint: str, model_name: str = "", device: str = "cpu"
+    ) -> "TailPipeline":
+        """The tail the nodes and tools serve: a config (bundled name or YAML path), its checkpoint
+        (bundled name, .pt path, or empty for random weights) and the name in the model id (empty:
+        the config's file name, as the export tool uses)."""
+        config = config_path(model_config)
+        model = build_detector(load_model_config(config), checkpoint_path(checkpoint))
+        return cls(
+            model, model_id(model_name or config.stem, model), device, class_names=load_class_names(config)
+        )
 
     def __call__(self, encoded: EncodedTensor, model_id: str, geometry: ImageGeometry) -> Detections:
         if model_id != self.model_id:

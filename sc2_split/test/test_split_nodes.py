@@ -10,13 +10,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
-from ament_index_python.packages import get_package_prefix, get_package_share_directory
 from builtin_interfaces.msg import Time
 from PIL import Image as PilImage
 from rclpy.context import Context
@@ -26,6 +25,7 @@ from rclpy.signals import SignalHandlerOptions
 from sc2_split.export.__main__ import main as export_main
 from sc2_split.metadata import HeadMetadata
 from sc2_split.ros.image_conversion import rgb_to_image
+from sc2_split.ros.node_process import node_process
 from sc2_split.ros.topics import (
     BOTTLENECK_QOS,
     LABEL_INFO_QOS,
@@ -69,32 +69,6 @@ def exported_head(small_models: dict[str, tuple], tmp_path_factory: pytest.TempP
         "model_config": str(config),
         "checkpoint": str(checkpoint),
     }
-
-
-@contextmanager
-def node_process(
-    executable: str, params_file: str, overrides: dict[str, object], env: dict[str, str], log: Path
-) -> Iterator[subprocess.Popen]:
-    """An installed node executable with a shipped parameter file, stopped with Ctrl-C (SIGINT) at the end."""
-    command = [
-        str(Path(get_package_prefix("sc2_split")) / "lib" / "sc2_split" / executable),
-        "--ros-args",
-        "--params-file",
-        str(Path(get_package_share_directory("sc2_split")) / "config" / params_file),
-    ]
-    for name, value in overrides.items():
-        command += ["-p", f"{name}:={value}"]
-    with log.open("w") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 class Camera:

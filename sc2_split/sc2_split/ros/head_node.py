@@ -26,8 +26,6 @@ from sc2_split.ros.parameters import Param, declare_parameters
 from sc2_split.ros.topics import BOTTLENECK_QOS, CAMERA_TOPICS, RELIABILITY, subscribe_camera
 from sc2_split_msgs.msg import Bottleneck
 
-SUMMARY_PERIOD_S = 5.0
-
 PARAMETERS = {
     "metadata_file_path": Param(
         "", "head.json written by `python -m sc2_split.export` (model id, sizes, codec tables)"
@@ -55,6 +53,9 @@ PARAMETERS = {
     ),
     "qos_reliability": Param(
         "best_effort", "camera subscription: best_effort (sensor data QoS) or reliable", tuple(RELIABILITY)
+    ),
+    "summary_period": Param(
+        5.0, "seconds between counters on /diagnostics and summary lines in the log", bounds=(0.1, 3600.0)
     ),
 }
 
@@ -92,7 +93,8 @@ class HeadNode(Node):
         self.diagnostics = CounterDiagnostics(
             self, self.metadata.model_id, warn_on=("bad_frames", "failed_frames")
         )
-        self.create_timer(SUMMARY_PERIOD_S, self.log_summary)
+        self.summary_period_s = p["summary_period"]
+        self.create_timer(self.summary_period_s, self.log_summary)
         self._worker = threading.Thread(target=self._encode_newest, name="head_encoder", daemon=True)
         self._worker.start()
         m = self.metadata
@@ -178,12 +180,12 @@ class HeadNode(Node):
         )
         if frames:
             self.get_logger().info(
-                f"{frames} frames encoded ({frames / SUMMARY_PERIOD_S:.1f} Hz); mean/p90: {summary}; "
+                f"{frames} frames encoded ({frames / self.summary_period_s:.1f} Hz); mean/p90: {summary}; "
                 + totals
             )
         else:
             self.get_logger().warning(
-                f"no frame encoded in {SUMMARY_PERIOD_S:.0f} s from {self.subscription.topic_name}; "
+                f"no frame encoded in {self.summary_period_s:g} s from {self.subscription.topic_name}; "
                 + totals,
                 throttle_duration_sec=30.0,
             )

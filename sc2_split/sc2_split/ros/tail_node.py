@@ -8,34 +8,24 @@ tail's model is rejected with one log line naming the reason, counted, and the n
 import time
 from collections import Counter
 
-import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.time import Time
 from std_msgs.msg import Header
-from vision_msgs.msg import (
-    Detection2D,
-    Detection2DArray,
-    LabelInfo,
-    ObjectHypothesis,
-    ObjectHypothesisWithPose,
-    VisionClass,
-)
+from vision_msgs.msg import Detection2DArray, LabelInfo, VisionClass
 
 from sc2_split.codecs.payload import PayloadError
-from sc2_split.models.build import build_detector, model_id
-from sc2_split.models.config import checkpoint_path, config_path, load_class_names, load_model_config
 from sc2_split.ros.bottleneck_conversion import from_bottleneck
+from sc2_split.ros.detections_conversion import to_detection_array
 from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.latency_window import LatencyWindow
 from sc2_split.ros.parameters import Param, declare_parameters
 from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, RESULTS_QOS
-from sc2_split.tail import Detections, TailPipeline
+from sc2_split.tail import TailPipeline
 from sc2_split_msgs.msg import Bottleneck, SplitStats
 
-SUMMARY_PERIOD_S = 5.0
 # A sender with the wrong model would otherwise log at its frame rate: each reason at most this often.
 REJECT_LOG_PERIOD_S = 5.0
 
@@ -51,6 +41,9 @@ PARAMETERS = {
     "device": Param("cpu", "torch device of the tail: cpu, cuda, cuda:1"),
     "score_threshold": Param(0.5, "lowest score of a published detection", bounds=(0.0, 1.0)),
     "max_detections": Param(100, "most detections published per frame, best scores first", bounds=(1, 10000)),
+    "summary_period": Param(
+        5.0, "seconds between counters on /diagnostics and summary lines in the log", bounds=(0.1, 3600.0)
+    ),
 }
 
 
@@ -58,11 +51,11 @@ class TailNode(Node):
     def __init__(self) -> None:
         super().__init__("tail")
         p = declare_parameters(self, PARAMETERS)
-        config = config_path(p["model_config"])
-        model = build_detector(load_model_config(config), checkpoint_path(p["checkpoint"]))
-        self.model_id = model_id(p["model_name"] or config.stem, model)
-        self.pipeline = TailPipeline(model, self.model_id, p["device"])
-        self.class_names = load_class_names(config)
+        self.pipeline = TailPipeline.from_config(
+            p["model_config"], p["checkpoint"], p["model_name"], p["device"]
+        )
+        self.model_id = self.pipeline.model_id
+        self.class_names = self.pipeline.class_names
         self.score_threshold = p["score_threshold"]
         self.max_detections = p["max_detections"]
         self.window = LatencyWindow()
@@ -83,11 +76,12 @@ class TailNode(Node):
         )
         self.diagnostics = CounterDiagnostics(self, self.model_id, warn_on=("rejected", "failed"))
         self.frames = 0
-        self.create_timer(SUMMARY_PERIOD_S, self.log_summary)
+        self.summary_period_s = p["summary_period"]
+        self.create_timer(self.summary_period_s, self.log_summary)
         if not p["checkpoint"]:
             self.get_logger().warning("no checkpoint given: random weights, no head will match them")
         self.get_logger().info(
-            f"serving model {self.model_id} ({config}) on {p['device']}; bottlenecks from "
+            f"serving model {self.model_id} ({p['model_config']}) on {p['device']}; bottlenecks from "
             f"{self.subscription.topic_name}, detections to {self.detections_pub.topic_name}"
         )
 
@@ -116,7 +110,9 @@ class TailNode(Node):
                 f"tail failed on a bottleneck ({self.failed} so far): {exc!r}", throttle_duration_sec=5.0
             )
             return
-        self.detections_pub.publish(self.detection_array(msg.header, detections))
+        self.detections_pub.publish(
+            to_detection_array(msg.header, detections, self.score_threshold, self.max_detections)
+        )
         now = self.get_clock().now()
         stats = SplitStats(
             header=msg.header,
@@ -156,25 +152,6 @@ class TailNode(Node):
             self.missed_frames += sequence - self._last_sequence - 1
         self._last_sequence = sequence
 
-    def detection_array(self, header: Header, detections: Detections) -> Detection2DArray:
-        """The best `max_detections` above `score_threshold`, as boxes (center and size) in source pixels."""
-        keep = np.flatnonzero(detections.scores >= self.score_threshold)
-        keep = keep[np.argsort(-detections.scores[keep], kind="stable")][: self.max_detections]
-        out = Detection2DArray(header=header)
-        for i in keep:
-            x1, y1, x2, y2 = (float(v) for v in detections.boxes[i])
-            d = Detection2D(header=header)
-            d.bbox.center.position.x = (x1 + x2) / 2
-            d.bbox.center.position.y = (y1 + y2) / 2
-            d.bbox.size_x = x2 - x1
-            d.bbox.size_y = y2 - y1
-            hypothesis = ObjectHypothesis(
-                class_id=str(int(detections.labels[i])), score=float(detections.scores[i])
-            )
-            d.results = [ObjectHypothesisWithPose(hypothesis=hypothesis)]
-            out.detections.append(d)
-        return out
-
     def reject(self, exc: PayloadError) -> None:
         self.rejected[exc.reason] += 1
         now = time.monotonic()
@@ -201,7 +178,7 @@ class TailNode(Node):
         self._rejected_at_last_summary = rejected_total
         rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(self.rejected.items())) or "none"
         self.get_logger().info(
-            f"{frames} frames in {SUMMARY_PERIOD_S:.0f} s ({frames / SUMMARY_PERIOD_S:.1f} Hz); "
+            f"{frames} frames in {self.summary_period_s:g} s ({frames / self.summary_period_s:.1f} Hz); "
             f"mean/p90: {summary or '-'}; since start: {self.head_dropped_frames} dropped by the head, "
             f"{self.missed_frames} missed, rejected {rejected}, {self.failed} failed"
         )

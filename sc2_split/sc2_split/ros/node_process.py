@@ -1,0 +1,54 @@
+"""Nodes started as separate processes the way the launch files start them: the installed
+executable with a shipped parameter file and overrides. For the demo and the tests, where
+`ros2 launch` may be missing."""
+
+import signal
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from ament_index_python.packages import get_package_prefix, get_package_share_directory
+
+
+def node_command(
+    executable: str, params_file: str, overrides: dict[str, object], ros_args: Sequence[str] = ()
+) -> list[str]:
+    """`ros_args` go after the parameters, e.g. ["--enclave", "/sc2_split/head"] (docs/sros2.md)."""
+    command = [
+        str(Path(get_package_prefix("sc2_split")) / "lib" / "sc2_split" / executable),
+        "--ros-args",
+        "--params-file",
+        str(Path(get_package_share_directory("sc2_split")) / "config" / params_file),
+    ]
+    for name, value in overrides.items():
+        command += ["-p", f"{name}:={value}"]
+    return command + list(ros_args)
+
+
+@contextmanager
+def node_process(
+    executable: str,
+    params_file: str,
+    overrides: dict[str, object],
+    env: dict[str, str],
+    log: Path,
+    ros_args: Sequence[str] = (),
+) -> Iterator[subprocess.Popen]:
+    """The node runs until the block ends, then gets Ctrl-C (SIGINT), as `ros2 launch` sends it."""
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            node_command(executable, params_file, overrides, ros_args),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
