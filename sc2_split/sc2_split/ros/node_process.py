@@ -5,7 +5,7 @@ executable with a shipped parameter file and overrides. For the demo and the tes
 import signal
 import subprocess
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
@@ -27,22 +27,10 @@ def node_command(
 
 
 @contextmanager
-def node_process(
-    executable: str,
-    params_file: str,
-    overrides: dict[str, object],
-    env: dict[str, str],
-    log: Path,
-    ros_args: Sequence[str] = (),
-) -> Iterator[subprocess.Popen]:
-    """The node runs until the block ends, then gets Ctrl-C (SIGINT), as `ros2 launch` sends it."""
+def running(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """`command` runs until the block ends, then gets Ctrl-C (SIGINT), as `ros2 launch` sends it."""
     with log.open("w") as out:
-        process = subprocess.Popen(
-            node_command(executable, params_file, overrides, ros_args),
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield process
     finally:
@@ -52,3 +40,15 @@ def node_process(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def node_process(
+    executable: str,
+    params_file: str,
+    overrides: dict[str, object],
+    env: dict[str, str],
+    log: Path,
+    ros_args: Sequence[str] = (),
+) -> AbstractContextManager[subprocess.Popen]:
+    """An installed node with a shipped parameter file, running until the block ends."""
+    return running(node_command(executable, params_file, overrides, ros_args), env, log)
