@@ -8,6 +8,15 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(exclude=["test"]),
+    # Model configs, the bundled demo model (checkpoints and its exported head) and sample frames.
+    package_data={
+        package_name: [
+            "models/configs/*.yaml",
+            "models/demo/*.pt",
+            "models/demo/head/*",
+            "data/samples/*",
+        ]
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),

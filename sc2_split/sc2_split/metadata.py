@@ -14,6 +14,10 @@ from sc2_split.geometry import ImageGeometry
 
 FORMAT_VERSION = 1
 
+# The bundled demo model: its checkpoints, and the head exported from the default student.
+DEMO_DIR = Path(__file__).resolve().parent / "models" / "demo"
+BUNDLED_HEAD = DEMO_DIR / "head" / "head.json"
+
 
 @dataclass(frozen=True)
 class HeadMetadata:

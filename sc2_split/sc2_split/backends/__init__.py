@@ -35,7 +35,13 @@ def make_backend(
     engine_file_path: str | Path = "",
     device: str = "cpu",
 ) -> HeadBackend:
-    """The backend `kind` ('auto' picks TensorRT where an engine is given, else ONNX Runtime, else torch)."""
+    """The backend `kind` ('auto' picks TensorRT where an engine is given, else ONNX Runtime, else torch).
+
+    An empty model or engine path means the file the export tool writes beside the metadata
+    (head.onnx, head.engine), where it exists.
+    """
+    model_file_path = model_file_path or _beside(metadata_path, "head.onnx")
+    engine_file_path = engine_file_path or _beside(metadata_path, "head.engine")
     if kind == "auto":
         kind = _auto(engine_file_path, model_file_path)
     if kind == "tensorrt":
@@ -65,6 +71,11 @@ def _auto(engine_file_path: str | Path, model_file_path: str | Path) -> str:
         f"no usable head backend: installed runtimes {installed}, engine "
         f"{engine_file_path or 'not given'}, ONNX model {model_file_path or 'not given'}"
     )
+
+
+def _beside(metadata_path: str | Path, name: str) -> str:
+    path = Path(metadata_path).parent / name
+    return str(path) if path.is_file() else ""
 
 
 def _require(path: str | Path, name: str) -> Path:

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         help="'loopback' and/or link rates in Mbit/s",
     )
     p.add_argument("--student-config", default="demo_fp")
-    p.add_argument("--student", default="demo_fp_beta0.32", help="bundled checkpoint name or .pt path")
+    p.add_argument("--student", default="demo_fp_beta1.28", help="bundled checkpoint name or .pt path")
     p.add_argument("--teacher-config", default="demo_teacher")
     p.add_argument("--teacher", default="demo_teacher")
     p.add_argument("--codec", default="entropy")

@@ -6,6 +6,8 @@ from typing import Any
 
 from torchdistill.common import yaml_util
 
+from sc2_split.metadata import DEMO_DIR
+
 # Where a full sc2bench training config keeps the model to deploy, most specific first.
 _MODEL_ENTRIES = (("models", "student_model"), ("models", "model"), ("model",))
 
@@ -26,9 +28,6 @@ def config_path(name_or_path: str) -> Path:
     return bundled_config_path(name_or_path)
 
 
-DEMO = Path(__file__).resolve().parent / "demo"
-
-
 def checkpoint_path(name_or_path: str) -> Path | None:
     """A checkpoint path as given, a bundled demo checkpoint by name (e.g. `demo_fp_beta0.64`), or
     None for an empty string (random weights)."""
@@ -36,9 +35,9 @@ def checkpoint_path(name_or_path: str) -> Path | None:
         return None
     if name_or_path.endswith((".pt", ".pth")):
         return Path(name_or_path)
-    path = DEMO / f"{name_or_path}.pt"
+    path = DEMO_DIR / f"{name_or_path}.pt"
     if not path.is_file():
-        known = sorted(p.stem for p in DEMO.glob("*.pt"))
+        known = sorted(p.stem for p in DEMO_DIR.glob("*.pt"))
         raise FileNotFoundError(f"no bundled checkpoint named {name_or_path!r}; bundled: {', '.join(known)}")
     return path
 

@@ -17,7 +17,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from sc2_split.backends import BACKENDS, make_backend
 from sc2_split.codecs import CODECS
 from sc2_split.head import HeadPipeline
-from sc2_split.metadata import HeadMetadata
+from sc2_split.metadata import BUNDLED_HEAD, HeadMetadata
 from sc2_split.ros.bottleneck_conversion import to_bottleneck
 from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.image_conversion import to_rgb
@@ -28,11 +28,17 @@ from sc2_split_msgs.msg import Bottleneck
 
 PARAMETERS = {
     "metadata_file_path": Param(
-        "", "head.json written by `python -m sc2_split.export` (model id, sizes, codec tables)"
+        "",
+        "head.json written by `python -m sc2_split.export` (model id, sizes, codec tables); "
+        "empty: the bundled demo model's head",
     ),
-    "model_file_path": Param("", "ONNX head (head.onnx) for the onnxruntime backend"),
+    "model_file_path": Param(
+        "", "ONNX head for the onnxruntime backend; empty: head.onnx beside the metadata file"
+    ),
     "engine_file_path": Param(
-        "", "TensorRT engine (head.engine) built on this robot, for the tensorrt backend"
+        "",
+        "TensorRT engine built on this robot, for the tensorrt backend; empty: head.engine beside "
+        "the metadata file, if there is one",
     ),
     "backend": Param(
         "auto", "auto: tensorrt if an engine is given, else onnxruntime, else torch", ("auto", *BACKENDS)
@@ -64,14 +70,11 @@ class HeadNode(Node):
     def __init__(self) -> None:
         super().__init__("head")
         p = declare_parameters(self, PARAMETERS)
-        if not p["metadata_file_path"]:
-            raise ValueError(
-                "parameter metadata_file_path is not set (head.json from `python -m sc2_split.export`)"
-            )
-        self.metadata = HeadMetadata.load(p["metadata_file_path"])
+        metadata_path = p["metadata_file_path"] or str(BUNDLED_HEAD)
+        self.metadata = HeadMetadata.load(metadata_path)
         backend = make_backend(
             p["backend"],
-            p["metadata_file_path"],
+            metadata_path,
             self.metadata,
             p["model_file_path"],
             p["engine_file_path"],

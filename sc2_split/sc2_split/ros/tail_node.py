@@ -31,11 +31,13 @@ REJECT_LOG_PERIOD_S = 5.0
 
 PARAMETERS = {
     "model_config": Param(
-        "sc2_resnet50_fp",
-        "detector config: a bundled name (sc2_resnet50_fp, sc2_resnet50_bq8) or a YAML path",
+        "demo_fp",
+        "detector config: a YAML path or a bundled name (demo_fp, demo_bq8, sc2_resnet50_fp, ...)",
     ),
     "checkpoint": Param(
-        "", "weights (.pt) the head was exported from; empty: random weights, for tests only"
+        "demo_fp_beta1.28",
+        "weights the head was exported from: a .pt path or a bundled name (demo_fp_beta1.28, ...); "
+        "empty: random weights, for tests only",
     ),
     "model_name": Param("", "name in the model id; empty: the config's file name, as the export tool does"),
     "device": Param("cpu", "torch device of the tail: cpu, cuda, cuda:1"),
@@ -185,8 +187,12 @@ class TailNode(Node):
 
 
 def _ms(later: Time, earlier: TimeMsg) -> float:
-    """Milliseconds from a message's time to `later`, read on `later`'s clock type (ROS or simulated time)."""
-    return (later - Time.from_msg(earlier, clock_type=later.clock_type)).nanoseconds / 1e6
+    """Milliseconds from a message's time to `later`, read on `later`'s clock (ROS or simulated time).
+
+    From the fields, not rclpy's Time: the stamps come from other machines, and a Time before 1970
+    (negative seconds) raises, which would take the node down on a payload it has already served.
+    """
+    return (later.nanoseconds - (earlier.sec * 10**9 + earlier.nanosec)) / 1e6
 
 
 def main(args: list[str] | None = None) -> None:
