@@ -82,7 +82,7 @@ def to_symbols(latent: np.ndarray, tables: EntropyTables) -> np.ndarray:
         raise ValueError(
             "latent has NaN, infinite or huge values that compressai's int32 symbols cannot hold"
         )
-    return rounded.astype(np.int64)
+    return rounded.astype(np.int32)  # compressai's symbols are int32 too
 
 
 def from_symbols(symbols: np.ndarray, tables: EntropyTables) -> np.ndarray:
@@ -106,16 +106,27 @@ class EntropyCodec:
         ]
         # compressai's escape symbol: the last table entry, `cdf_length - 2`.
         self._escape = tables.cdf_length.astype(np.int64)[:, None] - 2
+        self._offset = tables.offset.astype(np.int64)[:, None]
+        self._offset32, self._escape32 = self._offset.astype(np.int32), self._escape.astype(np.uint32)
 
     def encode(self, latent: np.ndarray) -> EncodedTensor:
         dtype = latent_dtype(latent)
-        symbols = to_symbols(latent, self.tables)
-        values = _channel_rows(symbols) - self.tables.offset.astype(np.int64)[:, None]
-        escaped = (values < 0) | (values >= self._escape)
-        indexes = np.where(escaped, self._escape, values).astype(np.int32)
+        # Table indexes in int32, the hot path (a frame's latent has ~10^5-10^6 elements); the
+        # escaped values, few, are mapped in int64 (symbol - offset can leave the int32 range).
+        symbols = _channel_rows(to_symbols(latent, self.tables))
+        indexes = symbols - self._offset32
+        # One unsigned comparison: a negative index is a huge unsigned one and is escaped too, and so
+        # is an index that wrapped around in int32 (its magnitude is then close to 2**31).
+        escaped = indexes.view(np.uint32) >= self._escape32
+        if escaped.any():
+            values = symbols[escaped].astype(np.int64) - np.broadcast_to(self._offset, symbols.shape)[escaped]
+            escape = np.broadcast_to(self._escape, symbols.shape)[escaped]
+            indexes[escaped] = escape
+            # compressai's mapping of an escaped value to a non-negative integer (odd below, even above).
+            raw = np.where(values < 0, -2 * values - 1, 2 * (values - escape))
+        else:
+            raw = np.zeros(0, np.int64)
         chunks = [_ans_encode(row, model) for row, model in zip(indexes, self._models, strict=True)]
-        # compressai's mapping of an escaped value to a non-negative integer (odd below, even above).
-        raw = np.where(values < 0, -2 * values - 1, 2 * (values - self._escape))[escaped]
         chunks.append(_encode_varints(raw))
         return EncodedTensor(
             codec=self.name,
@@ -146,17 +157,22 @@ class EntropyCodec:
         check_length(len(enc.data), sum(enc.chunk_sizes), "entropy data (the sum of its chunk sizes)")
         bounds = list(accumulate(enc.chunk_sizes, initial=0))
         per_channel = math.prod(expected_shape) // channels
-        values = np.stack(
+        indexes = np.stack(
             [
                 _ans_decode(enc.data[bounds[c] : bounds[c + 1]], model, per_channel, c)
                 for c, model in enumerate(self._models)
             ]
-        ).astype(np.int64)
-        escaped = values == self._escape
-        raw = _decode_varints(enc.data[bounds[channels] :], int(escaped.sum()))
-        escape = np.broadcast_to(self._escape, values.shape)[escaped]
-        values[escaped] = np.where(raw % 2 == 0, escape + raw // 2, -(raw // 2) - 1)
-        symbols = values + self.tables.offset.astype(np.int64)[:, None]
+        )
+        escaped = indexes == self._escape32.astype(indexes.dtype)
+        raw = _decode_varints(enc.data[bounds[channels] :], int(escaped.sum())).astype(np.int64)
+        symbols = (indexes + self._offset32).astype(np.int32)  # compressai's symbols are int32
+        if raw.size:  # escaped values, few: rebuilt in int64, then checked to fit
+            escape = np.broadcast_to(self._escape, indexes.shape)[escaped]
+            offset = np.broadcast_to(self._offset, indexes.shape)[escaped]
+            values = np.where(raw % 2 == 0, escape + raw // 2, -(raw // 2) - 1) + offset
+            if np.abs(values).max() >= INT32_LIMIT:
+                raise PayloadError("corrupt", "an escaped value lies beyond compressai's int32 symbols")
+            symbols[escaped] = values
         n, _, *rest = expected_shape
         return np.ascontiguousarray(np.moveaxis(symbols.reshape(channels, n, *rest), 0, 1))
 
