@@ -27,8 +27,15 @@ from sc2_split.ros.image_conversion import rgb_to_image
 from sc2_split.ros.node_process import node_process
 from sc2_split.ros.topics import RESULTS_QOS, camera_qos
 from sensor_msgs.msg import Image
+from split_fixtures import (  # noqa: F401 (fixtures)
+    FRAME_ID,
+    HEIGHT,
+    WIDTH,
+    Camera,
+    camera_fixture,
+    exported_head_fixture,
+)
 from std_msgs.msg import Header, String
-from test_split_nodes import FRAME_ID, HEIGHT, WIDTH, Camera, camera, exported_head  # noqa: F401 (fixtures)
 from vision_msgs.msg import Detection2DArray
 
 from sc2_split_msgs.msg import Bottleneck
@@ -92,8 +99,8 @@ def quick_tail_config(config: Path, out: Path) -> Path:
 
 
 def test_recorded_bag_replays_and_decodes_offline_to_the_live_detections(
-    exported_head: dict[str, str],  # noqa: F811
-    camera: Camera,  # noqa: F811
+    exported_head: dict[str, str],
+    camera: Camera,
     ros_env: dict[str, str],
     tmp_path: Path,
 ) -> None:

@@ -9,122 +9,30 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-import pytest
-import rclpy
 from builtin_interfaces.msg import Time
 from PIL import Image as PilImage
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
-from sc2_split.export.__main__ import main as export_main
 from sc2_split.metadata import HeadMetadata
-from sc2_split.ros.image_conversion import rgb_to_image
 from sc2_split.ros.node_process import node_process
-from sc2_split.ros.topics import (
-    BOTTLENECK_QOS,
-    LABEL_INFO_QOS,
-    OVERLAY_QOS,
-    RESULTS_QOS,
-    camera_qos,
-)
+from sc2_split.ros.topics import BOTTLENECK_QOS, camera_qos
 from sensor_msgs.msg import CompressedImage, Image
+from split_fixtures import (  # noqa: F401 (fixtures)
+    FRAME_ID,
+    HEIGHT,
+    WIDTH,
+    Camera,
+    camera_fixture,
+    exported_head_fixture,
+)
 from std_msgs.msg import Header
-from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from sc2_split_msgs.msg import Bottleneck, SplitStats
 
-HEIGHT, WIDTH = 96, 128
-FRAME_ID = "camera_optical_frame"
 MAX_DETECTIONS = 20
 FOREIGN_MODEL_ID = "sc2_resnet50_fp@000000000000"
-# Generous: the tail runs a ResNet-50 on 2 shared CPU cores; a normal run takes a fraction of this.
-TIMEOUT_S = 120.0
-
-
-@pytest.fixture(scope="module")
-def exported_head(small_models: dict[str, tuple], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The small FP model exported for 96x128 frames, and the parameters that point the nodes at it."""
-    config, checkpoint = small_models["sc2_resnet50_fp"]
-    out = tmp_path_factory.mktemp("head")
-    args = [
-        "--config",
-        str(config),
-        "--checkpoint",
-        str(checkpoint),
-        "--out",
-        str(out),
-        "--parity-frames",
-        "1",
-    ]
-    assert export_main([*args, "--height", str(HEIGHT), "--width", str(WIDTH)]) == 0
-    return {
-        "metadata_file_path": str(out / "head.json"),
-        "model_file_path": str(out / "head.onnx"),
-        "model_config": str(config),
-        "checkpoint": str(checkpoint),
-    }
-
-
-class Camera:
-    """The test's node: publishes frames like a camera driver and records what the split nodes send."""
-
-    def __init__(self, context: Context) -> None:
-        self.node = Node("test_camera", context=context)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.image_pub = self.node.create_publisher(Image, "image", camera_qos("best_effort"))
-        self.sent: dict[tuple[int, int], np.ndarray] = {}
-        self.detections: list[Detection2DArray] = []
-        self.stats: list[SplitStats] = []
-        self.label_info: list[LabelInfo] = []
-        self.overlays: list[Image] = []
-        self.bottlenecks: list[Bottleneck] = []
-        self.rng = np.random.default_rng(0)
-        node = self.node
-        node.create_subscription(Detection2DArray, "detections", self.detections.append, RESULTS_QOS)
-        node.create_subscription(SplitStats, "stats", self.stats.append, RESULTS_QOS)
-        node.create_subscription(LabelInfo, "label_info", self.label_info.append, LABEL_INFO_QOS)
-        node.create_subscription(Image, "overlay", self.overlays.append, OVERLAY_QOS)
-        self.bottleneck_sub = node.create_subscription(
-            Bottleneck, "bottleneck", self.bottlenecks.append, BOTTLENECK_QOS
-        )
-        self.sending = False
-        self.last_header = Header()
-        node.create_timer(0.25, self.send_frame)
-
-    def send_frame(self) -> None:
-        if not self.sending:
-            return
-        rgb = self.rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-        header = Header(stamp=self.node.get_clock().now().to_msg(), frame_id=FRAME_ID)
-        self.sent[(header.stamp.sec, header.stamp.nanosec)] = rgb
-        self.last_header = header
-        self.image_pub.publish(rgb_to_image(rgb, header))
-
-    def spin_until(self, condition: Callable[[], bool], what: str, timeout_s: float = TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            self.executor.spin_once(timeout_sec=0.05)
-
-
-@pytest.fixture
-def camera(ros_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Camera]:
-    """A node of this test process in the child processes' DDS domain."""
-    for name in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY"):
-        monkeypatch.setenv(name, ros_env[name])
-    context = Context()
-    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
-    camera = Camera(context)
-    yield camera
-    camera.node.destroy_node()
-    context.try_shutdown()
 
 
 def print_stats(stats: list[SplitStats]) -> None:

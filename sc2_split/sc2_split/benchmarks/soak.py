@@ -10,7 +10,6 @@ import os
 import re
 import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -39,8 +38,9 @@ from sc2_split.ros.node_process import node_process
 from sc2_split.ros.topics import LABEL_INFO_QOS, RESULTS_QOS, camera_qos
 from sc2_split_msgs.msg import SplitStats
 
-# Start-up (imports, model loading, first runs, allocator pools) is not a leak: the first part of
-# the run is left out of the growth figure.
+# Start-up (imports, model loading, first runs, allocator pools) is not a leak: a few frames go
+# through before the clock starts, and the first part of the run is left out of the growth figure.
+WARMUP_RESULTS = 3
 WARMUP_FRACTION = 0.2
 # The nodes' counters on /diagnostics this often during a soak (their `summary_period`), in seconds.
 COUNTER_PERIOD_S = 1.0
@@ -75,7 +75,7 @@ def growth_percent(samples: list[tuple[float, float]], warmup_fraction: float = 
 class SoakReport:
     seconds: float
     frames_sent: int
-    # Frames sent before the clock started, until the first came through (start-up, not measured).
+    # Frames sent before the clock started, until WARMUP_RESULTS came through (start-up, not measured).
     warmup_frames: int
     # (seconds since the camera started, SplitStats.end_to_end_ms) of every frame with detections.
     end_to_end_ms: list[tuple[float, float]] = field(default_factory=list)
@@ -110,7 +110,9 @@ class SoakCamera(Node):
 
     def __init__(self, context: Context, frames: list[np.ndarray]) -> None:
         super().__init__("soak_camera", context=context)
-        self.publisher = self.create_publisher(Image, "image", camera_qos("best_effort"))
+        # Reliable, and the head subscribes so (run_soak sets it): best effort loses most large raw frames
+        # (640x480 RGB is 900 KB) on a loaded machine, and a soak is about the nodes, not the link.
+        self.publisher = self.create_publisher(Image, "image", camera_qos("reliable"))
         # Converted once: the camera's own cost must not limit the rate it is asked for.
         self.messages = [rgb_to_image(rgb, Header(frame_id="camera_optical_frame")) for rgb in frames]
         self.sent = 0
@@ -163,7 +165,8 @@ def run_soak(
     sample_period_s: float = 2.0,
 ) -> SoakReport:
     """Starts the tail and the head (installed executables, shipped parameter files plus these
-    overrides) with `env`, sends `frames` at `rate_hz` for `seconds` and samples both processes.
+    overrides; the head's camera subscription reliable) with `env`, sends `frames` at `rate_hz` for
+    `seconds` and samples both processes.
 
     This process joins the nodes' DDS domain (env's ROS_DOMAIN_ID); its other discovery settings
     come from its own environment, which should match env's.
@@ -177,19 +180,17 @@ def run_soak(
     camera = SoakCamera(context, frames)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(camera)
-    # The tail first, so that it hears the head's first bottleneck.
-    specs = {"tail": ("tail_node", "tail.yaml", tail_params), "head": ("head_node", "head.yaml", head_params)}
+    # The tail first, so that it hears the head's first bottleneck. Counters every COUNTER_PERIOD_S.
+    counters = {"summary_period": COUNTER_PERIOD_S}
+    specs = {
+        "tail": ("tail_node", "tail.yaml", counters | tail_params),
+        "head": ("head_node", "head.yaml", counters | {"qos_reliability": "reliable"} | head_params),
+    }
     try:
         with ExitStack() as stack:
             processes = {
                 name: stack.enter_context(
-                    node_process(
-                        executable,
-                        params_file,
-                        {"summary_period": COUNTER_PERIOD_S} | params,
-                        env,
-                        log_dir / f"{name}.log",
-                    )
+                    node_process(executable, params_file, params, env, log_dir / f"{name}.log")
                 )
                 for name, (executable, params_file, params) in specs.items()
             }
@@ -203,14 +204,13 @@ def run_soak(
 
             if not spin_until(camera.ready, START_TIMEOUT_S):
                 raise RuntimeError(f"the head and the tail did not come up; see their logs in {log_dir}")
-            # Frames until the first one comes through, which loads and plans everything: before the clock.
+            # Before the clock: a frame a second until a few came through (loading, planning, pools).
             deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                camera.send()
-                if spin_until(lambda: camera.end_to_end_ms, 1.0):
-                    break
+            while len(camera.end_to_end_ms) < WARMUP_RESULTS:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"no detections for the first frames; see the logs in {log_dir}")
+                camera.send()
+                spin_until(lambda: False, 1.0)
             camera.end_to_end_ms.clear()
             report = SoakReport(seconds, 0, warmup_frames=camera.sent, rss_mb={name: [] for name in NODES})
             camera.started = start = time.monotonic()
@@ -227,7 +227,7 @@ def run_soak(
                     camera.send()
                 executor.spin_once(timeout_sec=max(0.0, min(next_sample, next_frame) - time.monotonic()))
             spin_until(camera.drained, DRAIN_TIMEOUT_S)
-            spin_until(lambda: False, 2 * COUNTER_PERIOD_S)  # the last counters of both nodes
+            spin_until(lambda: False, 2 * COUNTER_PERIOD_S)  # for the last counters of both nodes
             report.frames_sent = camera.sent - report.warmup_frames
             report.end_to_end_ms = camera.end_to_end_ms
             report.counters = {name: dict(camera.diagnostics.counters.get(f"/{name}", {})) for name in NODES}
@@ -243,12 +243,33 @@ def _check_running(processes: dict, log_dir: Path) -> None:
             raise RuntimeError(f"the {name} node exited with {process.returncode}; see {log_dir}/{name}.log")
 
 
+def exported_model(
+    config_name: str, checkpoint_name: str, height: int, width: int, out: Path
+) -> tuple[dict[str, object], dict[str, object]]:
+    """Node parameters (head, tail) for a model other than the shipped one, its head exported to `out`
+    for height x width frames."""
+    config = config_path(config_name).resolve()
+    checkpoint = checkpoint_path(checkpoint_name)
+    model = build_detector(load_model_config(config), checkpoint)
+    if checkpoint is None:  # the tail must load the very weights the head was exported from
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint = out / "random.pt"
+        save_checkpoint(model, checkpoint)
+    files = export_head(model, config.stem, config, checkpoint, height, width, out)
+    head = {"metadata_file_path": files.metadata_path, "model_file_path": files.onnx_path}
+    return head, {"model_config": config, "checkpoint": checkpoint.resolve()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sc2_split.benchmarks.soak", description=__doc__)
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--rate", type=float, default=10.0, help="camera frames per second")
-    p.add_argument("--config", default="sc2_resnet50_fp", help="bundled config name or YAML path")
-    p.add_argument("--checkpoint", default="", help="weights (.pt); empty: random weights")
+    p.add_argument(
+        "--config",
+        default="",
+        help="bundled config name or YAML path; empty: the model of the shipped parameter files",
+    )
+    p.add_argument("--checkpoint", default="", help="with --config: weights (.pt); empty: random weights")
     p.add_argument("--height", type=int, default=480, help="camera frame height")
     p.add_argument("--width", type=int, default=640, help="camera frame width")
     p.add_argument("--codec", default="entropy", choices=CODECS)
@@ -256,27 +277,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-growth", type=float, default=5.0, help="RSS growth (%%) that fails the run")
     p.add_argument("--out", type=Path, default=Path("out/soak"), help="node logs")
     args = p.parse_args(argv)
-    config = config_path(args.config).resolve()
-    checkpoint = checkpoint_path(args.checkpoint)
-    model = build_detector(load_model_config(config), checkpoint)
-    files_dir = Path(tempfile.mkdtemp(prefix="soak-"))
-    if checkpoint is None:  # the tail must load the very weights the head was exported from
-        checkpoint = files_dir / "random.pt"
-        save_checkpoint(model, checkpoint)
-    files = export_head(model, config.stem, config, checkpoint, args.height, args.width, files_dir)
-    head_params = {
-        "metadata_file_path": files.metadata_path,
-        "model_file_path": files.onnx_path,
-        "codec": args.codec,
-    }
-    tail_params = {"model_config": config, "checkpoint": checkpoint.resolve()}
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    head_params, tail_params = {}, {}
+    if args.config:
+        head_params, tail_params = exported_model(
+            args.config, args.checkpoint, args.height, args.width, args.out / "model"
+        )
     env = dict(os.environ, ROS_DOMAIN_ID=str(1 + secrets.randbelow(100)), PYTHONUNBUFFERED="1")
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = env["ROS_AUTOMATIC_DISCOVERY_RANGE"]
-    args.out.mkdir(parents=True, exist_ok=True)
-    print(f"soak: {files.metadata.model_id}, {args.rate:g} Hz for {args.minutes:g} min; logs in {args.out}")
+    model = args.config or "the shipped model"
+    print(f"soak: {model}, {args.rate:g} Hz for {args.minutes:g} min; node logs in {args.out}")
     report = run_soak(
-        head_params,
+        head_params | {"codec": args.codec},
         tail_params,
         sample_frames(args.height, args.width, 8),
         args.rate,
