@@ -146,6 +146,10 @@ def test_recorded_bag_replays_and_decodes_offline_to_the_live_detections(
             ),  # recorder, camera
             "the head, the tail and the recorder",
         )
+        # The graph shows the recorder's readers before every writer has matched them, and a message
+        # published in between never reaches the recorder: let the head's and the tail's writers match.
+        settled = time.monotonic() + 2.0
+        camera.spin_until(lambda: time.monotonic() > settled, "discovery to settle")
         for i in range(FRAMES):
             rgb = camera.rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
             image_pub.publish(rgb_to_image(rgb, Header(stamp=Time(sec=1000 + i), frame_id=FRAME_ID)))
