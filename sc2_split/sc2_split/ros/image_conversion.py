@@ -63,6 +63,10 @@ def compressed_to_rgb(msg: CompressedImage, max_pixels: int = MAX_PIXELS) -> np.
     """A JPEG or PNG frame (image_transport's `compressed`) as uint8 RGB (H, W, 3)."""
     try:
         image = PilImage.open(io.BytesIO(bytes(msg.data)), formats=COMPRESSED_FORMATS)
+    except PilImage.UnidentifiedImageError as exc:  # its text names an in-memory file object
+        raise ValueError(
+            f"compressed image ({msg.format!r}, {len(msg.data)} bytes) is not a JPEG or PNG"
+        ) from exc
     except (OSError, ValueError, PilImage.DecompressionBombError) as exc:
         raise ValueError(
             f"compressed image ({msg.format!r}, {len(msg.data)} bytes) is not a JPEG or PNG: {exc}"
