@@ -15,6 +15,8 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+from sc2_split.benchmarks.models import sample_frames
+from sc2_split.benchmarks.soak import SoakReport, run_soak
 from sc2_split.export.__main__ import main as export_main
 from sc2_split.ros.diagnostics_reader import DiagnosticsReader
 from sc2_split.ros.image_conversion import rgb_to_image
@@ -146,3 +148,22 @@ def camera_fixture(ros_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
     yield camera
     camera.node.destroy_node()
     context.try_shutdown()
+
+
+def soak_split_nodes(
+    exported_head: dict[str, str],
+    ros_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    rate_hz: float,
+    seconds: float,
+) -> SoakReport:
+    """The test head and tail under a camera at `rate_hz` for `seconds`, memory sampled every second."""
+    join_domain(ros_env, monkeypatch)
+    frames = sample_frames(HEIGHT, WIDTH, 8)
+    report = run_soak(
+        head_params(exported_head), tail_params(exported_head), frames, rate_hz, seconds, ros_env, tmp_path,
+        sample_period_s=1.0,
+    )  # fmt: skip
+    print("\n" + report.summary())
+    return report

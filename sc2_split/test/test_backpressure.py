@@ -8,15 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sc2_split.benchmarks.models import sample_frames
-from sc2_split.benchmarks.soak import growth_percent, run_soak
+from sc2_split.benchmarks.soak import growth_percent
 from split_fixtures import (  # noqa: F401 (fixtures)
-    HEIGHT,
-    WIDTH,
     exported_head_fixture,
-    head_params,
-    join_domain,
-    tail_params,
+    soak_split_nodes,
 )
 
 RATE_HZ = 30.0
@@ -31,18 +26,7 @@ MAX_RSS_GROWTH_PERCENT = 20.0
 def test_fast_camera_into_slow_tail_drops_frames_instead_of_queueing_them(
     exported_head: dict[str, str], ros_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    join_domain(ros_env, monkeypatch)
-    report = run_soak(
-        head_params(exported_head),
-        tail_params(exported_head),
-        sample_frames(HEIGHT, WIDTH, 8),
-        RATE_HZ,
-        SECONDS,
-        ros_env,
-        tmp_path,
-        sample_period_s=1.0,
-    )
-    print("\n" + report.summary())
+    report = soak_split_nodes(exported_head, ros_env, monkeypatch, tmp_path, RATE_HZ, SECONDS)
     # Results of frames sent while the camera ran (the last ones, sent before it stopped, wait longer).
     running = [result for result in report.end_to_end_ms if result[0] <= SECONDS]
     times, latencies = (np.array(column) for column in zip(*running, strict=True))

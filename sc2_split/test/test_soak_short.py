@@ -7,15 +7,10 @@ of all samples after warm-up (least squares), not the difference of two of them.
 from pathlib import Path
 
 import pytest
-from sc2_split.benchmarks.models import sample_frames
-from sc2_split.benchmarks.soak import growth_percent, run_soak
+from sc2_split.benchmarks.soak import growth_percent
 from split_fixtures import (  # noqa: F401 (fixtures)
-    HEIGHT,
-    WIDTH,
     exported_head_fixture,
-    head_params,
-    join_domain,
-    tail_params,
+    soak_split_nodes,
 )
 
 RATE_HZ = 10.0
@@ -26,18 +21,7 @@ MAX_GROWTH_PERCENT = 5.0
 def test_node_memory_stays_flat_under_a_steady_camera(
     exported_head: dict[str, str], ros_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    join_domain(ros_env, monkeypatch)
-    report = run_soak(
-        head_params(exported_head),
-        tail_params(exported_head),
-        sample_frames(HEIGHT, WIDTH, 8),
-        RATE_HZ,
-        SECONDS,
-        ros_env,
-        tmp_path,
-        sample_period_s=1.0,
-    )
-    print("\n" + report.summary())
+    report = soak_split_nodes(exported_head, ros_env, monkeypatch, tmp_path, RATE_HZ, SECONDS)
     assert report.end_to_end_ms, "no frame came through"
     for name, samples in report.rss_mb.items():
         assert growth_percent(samples) < MAX_GROWTH_PERCENT, (name, samples)

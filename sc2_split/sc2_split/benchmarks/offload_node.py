@@ -5,9 +5,7 @@ Run by the end-to-end benchmark only; it is what split computing has to beat."""
 import sys
 import time
 
-import rclpy
 import torch
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage
 from torchvision.transforms.functional import to_tensor
@@ -17,6 +15,7 @@ from sc2_split.models.build import build_detector
 from sc2_split.models.config import checkpoint_path, config_path, load_model_config
 from sc2_split.ros.detections_conversion import to_detection_array
 from sc2_split.ros.image_conversion import compressed_to_rgb
+from sc2_split.ros.spin import spin_node
 from sc2_split.ros.topics import RESULTS_QOS, camera_qos
 from sc2_split.tail import Detections
 
@@ -47,15 +46,7 @@ class OffloadNode(Node):
 
 def main() -> None:
     config, checkpoint, device = sys.argv[1:4]
-    rclpy.init(args=sys.argv)
-    node = OffloadNode(config, checkpoint, device)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(lambda: OffloadNode(config, checkpoint, device), sys.argv)
 
 
 if __name__ == "__main__":

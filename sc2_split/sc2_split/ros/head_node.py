@@ -9,8 +9,6 @@ import threading
 import time
 from dataclasses import replace
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -23,6 +21,7 @@ from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.image_conversion import to_rgb
 from sc2_split.ros.latency_window import LatencyWindow
 from sc2_split.ros.parameters import Param, declare_parameters
+from sc2_split.ros.spin import spin_node
 from sc2_split.ros.topics import BOTTLENECK_QOS, CAMERA_TOPICS, RELIABILITY, subscribe_camera
 from sc2_split_msgs.msg import Bottleneck
 
@@ -202,15 +201,7 @@ class HeadNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = HeadNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(HeadNode, args)
 
 
 if __name__ == "__main__":

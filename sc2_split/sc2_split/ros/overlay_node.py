@@ -6,8 +6,6 @@ never the image. Detections are matched to frames by stamp in a short ring buffe
 
 from collections import deque
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
@@ -15,6 +13,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 from sc2_split.ros.image_conversion import rgb_to_image, to_rgb
 from sc2_split.ros.overlay import draw_detections
 from sc2_split.ros.parameters import Param, declare_parameters
+from sc2_split.ros.spin import spin_node
 from sc2_split.ros.topics import (
     CAMERA_TOPICS,
     LABEL_INFO_QOS,
@@ -82,15 +81,7 @@ class OverlayNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = OverlayNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(OverlayNode, args)
 
 
 if __name__ == "__main__":

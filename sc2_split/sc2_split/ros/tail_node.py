@@ -8,9 +8,7 @@ tail's model is rejected with one log line naming the reason, counted, and the n
 import time
 from collections import Counter
 
-import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.time import Time
 from std_msgs.msg import Header
@@ -22,6 +20,7 @@ from sc2_split.ros.detections_conversion import to_detection_array
 from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.latency_window import LatencyWindow
 from sc2_split.ros.parameters import Param, declare_parameters
+from sc2_split.ros.spin import spin_node
 from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, RESULTS_QOS
 from sc2_split.tail import TailPipeline
 from sc2_split_msgs.msg import Bottleneck, SplitStats
@@ -196,15 +195,7 @@ def _ms(later: Time, earlier: TimeMsg) -> float:
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = TailNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(TailNode, args)
 
 
 if __name__ == "__main__":

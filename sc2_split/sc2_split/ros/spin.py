@@ -1,0 +1,24 @@
+"""The life of a node process, as ros2/examples write it: init, spin until Ctrl-C or an external
+shutdown, then destroy the node and shut down."""
+
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+
+def spin_node(make_node: Callable[[], Node], args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    try:
+        node = make_node()
+    except BaseException:
+        rclpy.try_shutdown()
+        raise
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
