@@ -171,10 +171,13 @@ def test_head_encodes_compressed_frames_at_most_at_max_rate_and_counts_the_rest(
     encoded = camera.bottlenecks
     stamps = [b.header.stamp.sec for b in encoded]
     assert stamps == sorted(stamps) and all(b.header in sent for b in encoded)
-    assert 2 <= len(encoded) <= 2.0 * 3 + 2
+    # The head's own count of encoded frames: this test's reader may miss the first bottlenecks,
+    # published before it matched the head's writer.
+    head_encoded = encoded[-1].sequence + 1
+    assert 2 <= head_encoded <= 2.0 * 3 + 2
     # Every frame that reached the head was either encoded or counted (best effort may lose a few).
-    assert len(encoded) + encoded[-1].head_dropped_frames <= len(sent)
-    assert encoded[-1].head_dropped_frames >= len(sent) - len(encoded) - 3
+    received = head_encoded + encoded[-1].head_dropped_frames
+    assert len(sent) - 3 <= received <= len(sent)
     assert all(b.image_height == HEIGHT and b.image_width == WIDTH for b in encoded)
 
 

@@ -20,9 +20,9 @@ from sc2_split.ros.bottleneck_conversion import to_bottleneck
 from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.image_conversion import to_rgb
 from sc2_split.ros.latency_window import LatencyWindow
-from sc2_split.ros.parameters import Param, declare_parameters
+from sc2_split.ros.parameters import CAMERA_PARAMETERS, Param, declare_parameters
 from sc2_split.ros.spin import spin_node
-from sc2_split.ros.topics import BOTTLENECK_QOS, CAMERA_TOPICS, RELIABILITY, subscribe_camera
+from sc2_split.ros.topics import BOTTLENECK_QOS, subscribe_camera
 from sc2_split_msgs.msg import Bottleneck
 
 PARAMETERS = {
@@ -51,14 +51,7 @@ PARAMETERS = {
         "most frames encoded per second (Hz); 0: as many as camera and encoder allow",
         bounds=(0.0, 1000.0),
     ),
-    "image_transport": Param(
-        "raw",
-        "raw: subscribe `image` (sensor_msgs/Image); compressed: `image/compressed`",
-        tuple(CAMERA_TOPICS),
-    ),
-    "qos_reliability": Param(
-        "best_effort", "camera subscription: best_effort (sensor data QoS) or reliable", tuple(RELIABILITY)
-    ),
+    **CAMERA_PARAMETERS,
     "summary_period": Param(
         5.0, "seconds between counters on /diagnostics and summary lines in the log", bounds=(0.1, 3600.0)
     ),

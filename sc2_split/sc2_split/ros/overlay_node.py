@@ -12,26 +12,17 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from sc2_split.ros.image_conversion import rgb_to_image, to_rgb
 from sc2_split.ros.overlay import draw_detections
-from sc2_split.ros.parameters import Param, declare_parameters
+from sc2_split.ros.parameters import CAMERA_PARAMETERS, Param, declare_parameters
 from sc2_split.ros.spin import spin_node
 from sc2_split.ros.topics import (
-    CAMERA_TOPICS,
     LABEL_INFO_QOS,
     OVERLAY_QOS,
-    RELIABILITY,
     RESULTS_QOS,
     subscribe_camera,
 )
 
 PARAMETERS = {
-    "image_transport": Param(
-        "raw",
-        "raw: subscribe `image` (sensor_msgs/Image); compressed: `image/compressed`",
-        tuple(CAMERA_TOPICS),
-    ),
-    "qos_reliability": Param(
-        "best_effort", "camera subscription: best_effort (sensor data QoS) or reliable", tuple(RELIABILITY)
-    ),
+    **CAMERA_PARAMETERS,
     "frame_buffer_size": Param(
         30,
         "recent frames kept to meet their detections: at least the frame rate times the round trip",

@@ -7,6 +7,8 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
+from sc2_split.ros.topics import CAMERA_TOPICS, RELIABILITY
+
 
 @dataclass(frozen=True)
 class Param:
@@ -40,3 +42,16 @@ def declare_parameters(node: Node, table: Mapping[str, Param]) -> dict[str, Any]
         if p.choices and values[name] not in p.choices:
             raise ValueError(f"parameter {name} is {values[name]!r}; expected one of: {', '.join(p.choices)}")
     return values
+
+
+# The camera subscription of every node that reads the robot's frames (head, overlay).
+CAMERA_PARAMETERS = {
+    "image_transport": Param(
+        "raw",
+        "raw: subscribe `image` (sensor_msgs/Image); compressed: `image/compressed`",
+        tuple(CAMERA_TOPICS),
+    ),
+    "qos_reliability": Param(
+        "best_effort", "camera subscription: best_effort (sensor data QoS) or reliable", tuple(RELIABILITY)
+    ),
+}
