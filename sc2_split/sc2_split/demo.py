@@ -7,9 +7,7 @@ latency of each stage. Annotated frames are written to a folder.
 """
 
 import argparse
-import io
 import os
-import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -23,13 +21,14 @@ from sensor_msgs.msg import Image as ImageMsg
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
+from sc2_split.data import SAMPLES_DIR
+from sc2_split.image_files import encode_image
 from sc2_split.ros.image_conversion import rgb_to_image
-from sc2_split.ros.node_process import node_process
+from sc2_split.ros.node_process import isolated_ros_env, node_process
 from sc2_split.ros.overlay import draw_detections
 from sc2_split.ros.topics import LABEL_INFO_QOS, RESULTS_QOS, camera_qos
 from sc2_split_msgs.msg import SplitStats
 
-SAMPLES = Path(__file__).resolve().parent / "data" / "samples"
 STAGES = ("preprocess_ms", "encode_ms", "codec_ms", "transport_ms", "decode_ms", "tail_ms", "end_to_end_ms")
 
 
@@ -56,12 +55,6 @@ class Camera(Node):
         self.class_names = {str(c.class_id): c.class_name for c in msg.class_map}
 
 
-def jpeg_bytes(rgb: np.ndarray, quality: int) -> int:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
-    return buf.getbuffer().nbytes
-
-
 def spin_until(node: Node, done: Callable[[], object], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while not done() and time.monotonic() < deadline:
@@ -75,9 +68,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"no PNG frames in {args.frames}", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, ROS_DOMAIN_ID=str(1 + secrets.randbelow(100)), PYTHONUNBUFFERED="1")
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    env = isolated_ros_env()
+    os.environ.update(env)  # this process's camera node joins the nodes' domain
     head_params = {"codec": args.codec, "qos_reliability": "reliable"}
     with (
         node_process("tail_node", "tail.yaml", {}, env, args.out / "tail.log"),
@@ -112,14 +104,14 @@ def _exchange(camera: Camera, frames: list[Path], args: argparse.Namespace) -> i
         Image.fromarray(draw_detections(rgb, detections, camera.class_names)).save(args.out / path.name)
         hypotheses = [d.results[0].hypothesis for d in detections.detections]
         found = ", ".join(f"{camera.class_names.get(h.class_id, '?')} {h.score:.2f}" for h in hypotheses)
-        q90 = jpeg_bytes(rgb, 90)
+        q90 = len(encode_image(rgb, quality=90))
         print(f"{path.name}: {len(detections.detections)} objects [{found}]")
         print(
             f"    {stats.payload_bytes:,} bytes sent ({stats.codec}); JPEG q90 {q90:,} bytes "
             f"({q90 / stats.payload_bytes:.1f}x more); "
             + ", ".join(f"{s.removesuffix('_ms')} {getattr(stats, s):.1f} ms" for s in STAGES)
         )
-        rows.append((stats, q90, jpeg_bytes(rgb, 75), rgb.nbytes))
+        rows.append((stats, q90, len(encode_image(rgb, quality=75)), rgb.nbytes))
     _summary(rows, args)
     return 0
 
@@ -141,7 +133,7 @@ def _summary(rows: list, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sc2_split.demo", description=__doc__)
-    p.add_argument("--frames", type=Path, default=SAMPLES, help="folder of PNG frames")
+    p.add_argument("--frames", type=Path, default=SAMPLES_DIR, help="folder of PNG frames")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="annotated frames and node logs")
     p.add_argument("--codec", default="entropy", choices=("entropy", "quant8", "fp16"))
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each frame's detections")

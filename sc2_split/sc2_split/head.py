@@ -1,7 +1,7 @@
 """The robot's half of the detector: frame -> latent -> coded bottleneck. No torch here."""
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -45,12 +45,5 @@ class HeadPipeline:
         t2 = time.perf_counter()
         encoded = self.codec.encode(latent)
         t3 = time.perf_counter()
-        geometry = ImageGeometry(
-            image_height=height,
-            image_width=width,
-            resized_height=m.geometry.resized_height,
-            resized_width=m.geometry.resized_width,
-            padded_height=m.geometry.padded_height,
-            padded_width=m.geometry.padded_width,
-        )
+        geometry = replace(m.geometry, image_height=height, image_width=width)
         return HeadResult(encoded, geometry, 1e3 * (t1 - t0), 1e3 * (t2 - t1), 1e3 * (t3 - t2))

@@ -8,11 +8,10 @@ import numpy as np
 from PIL import Image
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
+from sc2_split.data import SAMPLES_DIR
 from sc2_split.export.head_files import HeadFiles, export_head
 from sc2_split.models.build import build_detector
 from sc2_split.models.config import bundled_config_path, checkpoint_path, load_model_config
-
-SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ def prepare(spec: str, height: int, width: int) -> BenchModel:
 
 def sample_frames(height: int, width: int, count: int) -> list[np.ndarray]:
     """The bundled sample frames (resized to the size asked for), else deterministic synthetic ones."""
-    paths = sorted(SAMPLES.glob("*.png"))[:count]
+    paths = sorted(SAMPLES_DIR.glob("*.png"))[:count]
     if paths:
         return [np.asarray(Image.open(p).convert("RGB").resize((width, height))) for p in paths]
     rng = np.random.default_rng(0)

@@ -1,18 +1,10 @@
 """Bytes per frame per codec, against JPEG (quality 75, 90) and PNG of the same frames."""
 
-import io
-
 import numpy as np
-from PIL import Image
 
 from sc2_split.benchmarks.models import BenchModel
 from sc2_split.codecs import make_codec
-
-
-def image_bytes(frame: np.ndarray, fmt: str, quality: int | None = None) -> int:
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, format=fmt, **({"quality": quality} if quality else {}))
-    return buf.getbuffer().nbytes
+from sc2_split.image_files import encode_image
 
 
 def bench_payload(bench: BenchModel, frames: list[np.ndarray]) -> list[dict]:
@@ -28,7 +20,7 @@ def bench_payload(bench: BenchModel, frames: list[np.ndarray]) -> list[dict]:
         sizes = [len(codec.encode(latent).to_bytes()) for latent in latents]
         rows.append({"model": bench.name, "payload": name, "bytes": float(np.mean(sizes))})
     for label, fmt, quality in (("jpeg q75", "JPEG", 75), ("jpeg q90", "JPEG", 90), ("png", "PNG", None)):
-        sizes = [image_bytes(f, fmt, quality) for f in frames]
+        sizes = [len(encode_image(f, fmt, quality)) for f in frames]
         rows.append({"model": "-", "payload": label, "bytes": float(np.mean(sizes))})
     rows.append({"model": "-", "payload": "raw rgb8", "bytes": float(frames[0].nbytes)})
     return rows

@@ -5,14 +5,12 @@ or as JPEG for full offloading, and times each frame's detections coming back on
 Prints one JSON object: latencies in ms of every answered frame, frames sent, answered, seconds."""
 
 import argparse
-import io
 import json
 import sys
 import time
 
 import numpy as np
 import rclpy
-from PIL import Image
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage
 from sensor_msgs.msg import Image as ImageMsg
@@ -20,6 +18,7 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
 from sc2_split.benchmarks.models import sample_frames
+from sc2_split.image_files import encode_image
 from sc2_split.ros.image_conversion import rgb_to_image
 from sc2_split.ros.topics import RESULTS_QOS, camera_qos
 
@@ -41,9 +40,7 @@ class Probe(Node):
         if self.mode == "split":
             msg = rgb_to_image(rgb, header)
         else:  # the robot's share of full offloading: JPEG encoding
-            buf = io.BytesIO()
-            Image.fromarray(rgb).save(buf, format="JPEG", quality=self.quality)
-            msg = CompressedImage(header=header, format="jpeg", data=buf.getvalue())
+            msg = CompressedImage(header=header, format="jpeg", data=encode_image(rgb, quality=self.quality))
         self.sent[(header.stamp.sec, header.stamp.nanosec)] = time.monotonic()
         self.publisher.publish(msg)
 

@@ -8,8 +8,6 @@ Latency is timed on the robot's clock from publishing a frame to receiving its d
 
 import argparse
 import json
-import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -23,14 +21,13 @@ from sc2_split.benchmarks.timing import table
 from sc2_split.export.head_files import export_head
 from sc2_split.models.build import build_detector
 from sc2_split.models.config import checkpoint_path, config_path, load_model_config
-from sc2_split.ros.node_process import node_command, running
+from sc2_split.ros.node_process import isolated_ros_env, node_command, running
 
 RTT_MS = 20.0  # the round trip asked for; this kernel cannot delay packets (see link.py)
 
 
 def run_case(mode: str, link: Link | None, args: argparse.Namespace, head_dir: Path, logs: Path) -> dict:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(1 + secrets.randbelow(100)), PYTHONUNBUFFERED="1")
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST" if link is None else "SUBNET"
+    env = isolated_ros_env("LOCALHOST" if link is None else "SUBNET")
     robot, edge = (link.robot, link.edge) if link else ([], [])
     name = f"{mode}-{'loopback' if link is None else 'link'}"
     with ExitStack() as stack:

@@ -8,7 +8,6 @@ after warm-up: a leak grows with every frame, so a long run at a fixed rate show
 import argparse
 import os
 import re
-import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from sc2_split.models.build import build_detector, save_checkpoint
 from sc2_split.models.config import checkpoint_path, config_path, load_model_config
 from sc2_split.ros.diagnostics_reader import DiagnosticsReader
 from sc2_split.ros.image_conversion import rgb_to_image
-from sc2_split.ros.node_process import node_process
+from sc2_split.ros.node_process import isolated_ros_env, node_process
 from sc2_split.ros.topics import LABEL_INFO_QOS, RESULTS_QOS, camera_qos
 from sc2_split_msgs.msg import SplitStats
 
@@ -284,8 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         head_params, tail_params = exported_model(
             args.config, args.checkpoint, args.height, args.width, args.out / "model"
         )
-    env = dict(os.environ, ROS_DOMAIN_ID=str(1 + secrets.randbelow(100)), PYTHONUNBUFFERED="1")
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env = isolated_ros_env()
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = env["ROS_AUTOMATIC_DISCOVERY_RANGE"]
     model = args.config or "the shipped model"
     print(f"soak: {model}, {args.rate:g} Hz for {args.minutes:g} min; node logs in {args.out}")

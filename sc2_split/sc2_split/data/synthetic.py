@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from sc2_split.data import SAMPLES_DIR
+
 WIDTH, HEIGHT = 640, 480
 CLASS_NAMES = ("circle", "rectangle", "triangle", "star", "cross", "ring")  # category ids 1..6
 SPLITS = ("train", "val", "test")
@@ -336,4 +338,4 @@ def _gray_textures() -> tuple[Image.Image, ...]:
 
 
 if __name__ == "__main__":
-    write_samples(Path(__file__).parent / "samples")
+    write_samples(SAMPLES_DIR)

@@ -13,6 +13,7 @@ from torchvision.transforms.functional import to_tensor
 
 from sc2_split.data.synthetic import coco_ground_truth, frames
 from sc2_split.evaluation.coco_map import coco_detections, coco_map
+from sc2_split.image_files import encode_image
 from sc2_split.metadata import DEMO_DIR
 from sc2_split.models.build import build_detector, model_id
 from sc2_split.models.config import bundled_config_path, load_model_config
@@ -59,9 +60,8 @@ def _offloading(data: list, ground_truth: dict, device: str) -> Iterator[Row]:
             if quality is None:
                 received, size = image, image.nbytes
             else:
-                buf = io.BytesIO()
-                Image.fromarray(image).save(buf, format="JPEG", quality=quality)
-                received, size = np.asarray(Image.open(buf).convert("RGB")), buf.getbuffer().nbytes
+                jpeg = encode_image(image, quality=quality)
+                received, size = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")), len(jpeg)
             with torch.inference_mode():
                 output = teacher([to_tensor(received).to(device)])[0]
             detections += coco_detections(int(target["image_id"]), output)

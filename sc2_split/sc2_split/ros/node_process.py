@@ -2,6 +2,8 @@
 executable with a shipped parameter file and overrides. For the demo and the tests, where
 `ros2 launch` may be missing."""
 
+import os
+import secrets
 import signal
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -9,6 +11,18 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
+
+
+def isolated_ros_env(discovery_range: str = "LOCALHOST") -> dict[str, str]:
+    """This environment with a DDS domain of its own, so that runs beside each other never mix.
+
+    LOCALHOST keeps discovery on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE on Jazzy and newer,
+    ROS_LOCALHOST_ONLY on Humble); SUBNET reaches other hosts, e.g. network namespaces.
+    """
+    env = dict(os.environ, ROS_DOMAIN_ID=str(1 + secrets.randbelow(100)), PYTHONUNBUFFERED="1")
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = discovery_range
+    env["ROS_LOCALHOST_ONLY"] = "1" if discovery_range == "LOCALHOST" else "0"
+    return env
 
 
 def node_command(
