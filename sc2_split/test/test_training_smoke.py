@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 import torch
 from sc2_split.data.synthetic import CLASS_NAMES, frame, write_split
-from sc2_split.models.build import build_detector, start_checkpoint_keys
+from sc2_split.models.build import build_detector, create_detector, start_checkpoint_keys
 from sc2_split.models.config import bundled_config_path, load_model_config
 from sc2_split.training.__main__ import main
+from sc2_split.training.finetune import HEAD_PREFIXES, finetuned_name
 from sc2_split.training.students import student_config, student_name
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("training")
-    main(["all", "--quick", "--out", str(out), "--betas", "0.08", "1.28"])
+    main(["all", "--quick", "--out", str(out), "--betas", "0.08", "1.28", "--finetune-betas", "1.28"])
     return out
 
 
@@ -54,10 +55,28 @@ def test_student_checkpoints_hold_only_the_bottleneck_and_detect(quick_run: Path
     _assert_detections(_detect(build_detector(config, path)))
 
 
+def test_stage2_checkpoint_keeps_the_head_bit_for_bit_and_stores_its_tail_in_fp16(quick_run: Path) -> None:
+    stage1 = torch.load(quick_run / "demo_fp_beta1.28.pt", weights_only=True)["model"]
+    path = quick_run / f"{finetuned_name(1.28)}.pt"
+    stage2 = torch.load(path, weights_only=True)["model"]
+    head = {key for key in stage2 if key.startswith(HEAD_PREFIXES)}
+    assert head and all(torch.equal(stage2[key], stage1[key]) for key in head)
+    tail = [value for key, value in stage2.items() if key not in head and value.is_floating_point()]
+    assert tail and all(value.dtype == torch.float16 for value in tail)
+    config = student_config(1.28, quick_run / "demo_teacher.pt")
+    assert set(stage2) >= set(create_detector(config).state_dict())  # the whole student, teacher not needed
+    _assert_detections(_detect(build_detector(config, path)))
+
+
 def test_metrics_name_every_model_with_map_and_rate(quick_run: Path) -> None:
     metrics = json.loads((quick_run / "metrics.json").read_text())
     assert {"map", "map_50"} <= set(metrics["teacher"])
-    assert set(metrics["students"]) == {"demo_fp_beta0.08", "demo_fp_beta1.28", "demo_bq8"}
+    assert set(metrics["students"]) == {
+        "demo_fp_beta0.08",
+        "demo_fp_beta1.28",
+        "demo_bq8",
+        "demo_fp_beta1.28_stage2",
+    }
     for figures in metrics["students"].values():
         assert figures["bytes_per_frame"] > 0
         assert 0.0 <= figures["map"] <= 1.0

@@ -1,7 +1,7 @@
 """Building SC2 detectors through sc2bench's registry and loading their checkpoints."""
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,24 @@ def load_checkpoint(model: nn.Module, path: str | Path, provided: Collection[str
         )
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, provided: Collection[str] = (), **extra: Any) -> None:
+def save_checkpoint(
+    model: nn.Module,
+    path: str | Path,
+    provided: Collection[str] = (),
+    fp16: Callable[[str], bool] = lambda key: False,
+    **extra: Any,
+) -> None:
     """Writes the torchdistill/sc2bench checkpoint layout: {'model': state_dict, ...extra}.
 
-    Keys in `provided` (weights kept as the start checkpoint gave them) are left out.
+    Keys in `provided` (weights kept as the start checkpoint gave them) are left out. Float tensors
+    whose key `fp16` accepts are stored in half precision, for the repository's size budget;
+    load_state_dict casts them back to the model's float32.
     """
-    state_dict = {key: value for key, value in model.state_dict().items() if key not in provided}
+    state_dict = {
+        key: value.half() if value.is_floating_point() and fp16(key) else value
+        for key, value in model.state_dict().items()
+        if key not in provided
+    }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": state_dict, **extra}, path)
 

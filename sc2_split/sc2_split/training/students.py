@@ -7,8 +7,8 @@ student and teacher features, plus beta times the latent's bits under the factor
 compressai's auxiliary loss fits the prior's quantiles with an optimizer of its own. The 8-bit
 variant learns without quantization or rate term, as sc2bench's SimpleBottleneck trains.
 
-Stage 2 (fine-tuning the tail with the detection loss) is left out: it would give every student a
-tail of its own (7 MB each) and the checkpoints would no longer fit the repository's size budget.
+Stage 2 (the decoder and tail fine-tuned with the detection loss) is in finetune.py; it gives a
+student a tail of its own, so only chosen rates get it (the repository's size budget).
 All students learn side by side from the same batches, so teacher features and frames are computed
 once per step.
 """
@@ -110,13 +110,13 @@ def train_students(
 
 
 def evaluate_students(
-    out: Path, teacher_checkpoint: Path, betas: list[float | None], run: RunSettings
+    out: Path, teacher_checkpoint: Path, students: dict[str, float | None], run: RunSettings
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each student checkpoint in `out`, loaded as it ships, on the val split: mAP through the real
-    bottleneck (entropy coded, or 8-bit quantized) and bytes per frame."""
+    """Each student checkpoint out/<name>.pt (by name: its beta, None the 8-bit one), loaded as it
+    ships, on the val split: mAP through the real bottleneck (entropy coded, or 8-bit quantized)
+    and bytes per frame."""
     val = list(frame_batches("val", run.val_frames, run.batch_size, run.workers, run.seed))
-    for beta in betas:
-        name = student_name(beta)
+    for name, beta in students.items():
         model = build_detector(student_config(beta, teacher_checkpoint), out / f"{name}.pt")
         yield name, _evaluate(model.to(run.device), val, run.device, name)
 
