@@ -19,6 +19,7 @@ import numpy as np
 from sc2_split.benchmarks.link import Link, emulated_link
 from sc2_split.benchmarks.timing import table
 from sc2_split.export.head_files import export_head
+from sc2_split.metadata import DEMO_CHECKPOINT
 from sc2_split.models.build import build_detector
 from sc2_split.models.config import checkpoint_path, config_path, load_model_config
 from sc2_split.ros.node_process import isolated_ros_env, node_command, running
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         help="'loopback' and/or link rates in Mbit/s",
     )
     p.add_argument("--student-config", default="demo_fp")
-    p.add_argument("--student", default="demo_fp_beta1.28", help="bundled checkpoint name or .pt path")
+    p.add_argument("--student", default=DEMO_CHECKPOINT, help="bundled checkpoint name or .pt path")
     p.add_argument("--teacher-config", default="demo_teacher")
     p.add_argument("--teacher", default="demo_teacher")
     p.add_argument("--codec", default="entropy")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from sc2_split.evaluation.rate_accuracy import Row, evaluate
+from sc2_split.metadata import STAGE2_SUFFIX
 
 
 def markdown(rows: list[Row], count: int, split: str) -> str:
@@ -48,16 +49,18 @@ def plot(rows: list[Row], path: Path) -> None:
             xytext=(3, -9),
         )
     markers = {"entropy": "s", "quant8": "^", "fp16": "v"}
-    for codec, marker in markers.items():
-        points = [r for r in rows if r.payload == codec]
-        if points:
-            ax.scatter(
-                [r.bytes_per_frame for r in points],
-                [100 * r.map for r in points],
-                marker=marker,
-                label=f"SC2 students, {codec} codec",
-                zorder=3,
-            )
+    for stage2 in (False, True):
+        for codec, marker in markers.items():
+            points = [r for r in rows if r.payload == codec and r.method.endswith(STAGE2_SUFFIX) == stage2]
+            if points:
+                ax.scatter(
+                    [r.bytes_per_frame for r in points],
+                    [100 * r.map for r in points],
+                    marker="*" if stage2 else marker,
+                    s=120 if stage2 else None,
+                    label=f"SC2 students{', stage 2' if stage2 else ''}, {codec} codec",
+                    zorder=3,
+                )
     raw = next((r for r in rows if r.payload == "raw"), None)
     if raw:
         ax.axhline(100 * raw.map, color="black", lw=0.8, ls="--", label="teacher on raw frames")
