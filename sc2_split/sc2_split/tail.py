@@ -14,10 +14,12 @@ import torch
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 from sc2_split.codecs import CODECS, make_codec
+from sc2_split.codecs.decode_pool import DecodePool
 from sc2_split.codecs.payload import EncodedTensor, PayloadError
 from sc2_split.geometry import ImageGeometry
 from sc2_split.models.build import build_detector, model_id
 from sc2_split.models.config import checkpoint_path, config_path, load_class_names, load_model_config
+from sc2_split.models.cuda_graph import GraphedFeatures
 from sc2_split.models.entropy_tables import tables_from_entropy_bottleneck
 from sc2_split.models.split import Tail, entropy_bottleneck
 
@@ -35,6 +37,11 @@ class Detections:
 
 
 class TailPipeline:
+    """`decode_workers` > 0 decodes entropy payloads on that many processes (a DecodePool), so that
+    decoding keeps up with a GPU network; 0 decodes in this process. Close the pipeline (or use it as
+    a context manager) to stop them. On a CUDA device `cuda_graphs` replays the network's
+    fixed-shape part from CUDA graphs (models/cuda_graph.py); `detect` then runs one frame at a time."""
+
     def __init__(
         self,
         model: GeneralizedRCNN,
@@ -42,18 +49,31 @@ class TailPipeline:
         device: str = "cpu",
         precision: str = "fp32",
         class_names: tuple[str, ...] = (),
+        decode_workers: int = 0,
+        cuda_graphs: bool = True,
     ) -> None:
         if precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be fp32 or fp16, not {precision!r}")
+        if decode_workers < 0:
+            raise ValueError(f"decode_workers must be 0 or more, not {decode_workers}")
         self.model_id = model_id
         self.class_names = class_names
         self.device = torch.device(device)
         # fp16 through autocast: convolutions and matrix products in half, box arithmetic in float.
         self.half = precision == "fp16"
         self.tail = Tail(model).to(self.device).eval()
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self._features = self.tail.features
+        if self.cuda_graphs:
+            self._features = GraphedFeatures(self.tail.features, self.half)
         eb = entropy_bottleneck(model)
         tables = None if eb is None else tables_from_entropy_bottleneck(eb)
-        self.codecs = {name: make_codec(name, tables) for name in CODECS if name != "entropy" or tables}
+        self.decode_pool = (
+            DecodePool(tables, decode_workers) if tables is not None and decode_workers else None
+        )
+        self.codecs = {
+            name: make_codec(name, tables, self.decode_pool) for name in CODECS if name != "entropy" or tables
+        }
         transform = model.transform
         self._min_size, self._max_size = transform.min_size[0], transform.max_size
         self._stride = transform.size_divisible
@@ -63,18 +83,43 @@ class TailPipeline:
 
     @classmethod
     def from_config(
-        cls, model_config: str, checkpoint: str, model_name: str = "", device: str = "cpu"
+        cls,
+        model_config: str,
+        checkpoint: str,
+        model_name: str = "",
+        device: str = "cpu",
+        decode_workers: int = 0,
     ) -> "TailPipeline":
         """The tail the nodes and tools serve: a config (bundled name or YAML path), its checkpoint
         (bundled name, .pt path, or empty for random weights) and the name in the model id (empty:
         the config's file name, as the export tool uses)."""
         config = config_path(model_config)
         model = build_detector(load_model_config(config), checkpoint_path(checkpoint))
-        return cls(
-            model, model_id(model_name or config.stem, model), device, class_names=load_class_names(config)
-        )
+        name = model_id(model_name or config.stem, model)
+        class_names = load_class_names(config)
+        return cls(model, name, device, class_names=class_names, decode_workers=decode_workers)
+
+    def close(self) -> None:
+        """Stops the decoding processes, if any."""
+        if self.decode_pool is not None:
+            self.decode_pool.close()
+
+    def __enter__(self) -> "TailPipeline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __call__(self, encoded: EncodedTensor, model_id: str, geometry: ImageGeometry) -> Detections:
+        t0 = time.perf_counter()
+        latent = self.decode(encoded, model_id, geometry)
+        t1 = time.perf_counter()
+        result = self.detect(latent, geometry)
+        t2 = time.perf_counter()
+        return Detections(**result, decode_ms=1e3 * (t1 - t0), tail_ms=1e3 * (t2 - t1))
+
+    def decode(self, encoded: EncodedTensor, model_id: str, geometry: ImageGeometry) -> np.ndarray:
+        """The latent of a payload, once every field is checked against this tail's model."""
         if model_id != self.model_id:
             raise PayloadError(
                 "model", f"payload from model {model_id!r}, this tail serves {self.model_id!r}"
@@ -85,22 +130,22 @@ class TailPipeline:
                 "unknown_codec", f"codec {encoded.codec!r} is not one of {sorted(self.codecs)}"
             )
         self.check_geometry(geometry)
-        t0 = time.perf_counter()
         latent = codec.decode(encoded, self.latent_shape(geometry.padded_height, geometry.padded_width))
         if not np.isfinite(latent).all():
             raise PayloadError("corrupt", "the decoded latent holds NaN or infinite values")
-        t1 = time.perf_counter()
+        return latent
+
+    def detect(self, latent: np.ndarray, geometry: ImageGeometry) -> dict[str, np.ndarray]:
+        """The network on a decoded latent: boxes, scores and labels in the source frame's pixels."""
         with torch.inference_mode(), torch.autocast(self.device.type, torch.float16, enabled=self.half):
-            out = self.tail(torch.from_numpy(latent).to(self.device), geometry)
+            features = self._features(torch.from_numpy(latent).to(self.device))
+            out = self.tail.detections(features, geometry)
         result = {k: v.cpu().numpy() for k, v in out.items()}
-        t2 = time.perf_counter()
-        return Detections(
-            boxes=result["boxes"].astype(np.float32),
-            scores=result["scores"].astype(np.float32),
-            labels=result["labels"],
-            decode_ms=1e3 * (t1 - t0),
-            tail_ms=1e3 * (t2 - t1),
-        )
+        return {
+            "boxes": result["boxes"].astype(np.float32),
+            "scores": result["scores"].astype(np.float32),
+            "labels": result["labels"],
+        }
 
     def check_geometry(self, g: ImageGeometry) -> None:
         """Sizes that this model's transform could have produced, else PayloadError("shape")."""

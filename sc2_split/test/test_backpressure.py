@@ -1,6 +1,6 @@
 """A camera far faster than the tail (30 frames/s into a ResNet-50 tail on 2 CPU cores): the nodes
 drop frames instead of queueing them, so latency stays bounded and does not grow, memory stays flat,
-and every frame is accounted for as encoded, dropped or missed.
+and every frame is accounted for as encoded, dropped (by the head or the tail) or missed.
 
 Long: about 40 s (25 s of frames, plus start-up)."""
 
@@ -50,10 +50,12 @@ def test_fast_camera_into_slow_tail_drops_frames_instead_of_queueing_them(
         assert growth_percent(samples) < MAX_RSS_GROWTH_PERCENT, (name, samples)
 
     head, tail = report.counters["head"], report.counters["tail"]
-    assert head["dropped_frames"] > 0 or tail["missed_frames"] > 0
+    assert head["dropped_frames"] + tail["missed_frames"] + tail["dropped_frames"] > 0
     assert head["bad_frames"] == head["failed_frames"] == 0
     assert head["encoded_frames"] + head["dropped_frames"] == head["received_frames"]
-    # The tail counts every bottleneck it saw or saw skipped, all but any the head sent during
-    # warm-up before it had matched the tail.
-    assert 0 <= head["encoded_frames"] - tail["frames"] - tail["missed_frames"] < report.warmup_frames
+    # The tail counts every bottleneck it served, dropped (decoded, then replaced by a newer one while
+    # its network was busy) or saw skipped, all but any the head sent during warm-up before it had
+    # matched the tail.
+    accounted = tail["frames"] + tail["dropped_frames"] + tail["missed_frames"]
+    assert 0 <= head["encoded_frames"] - accounted < report.warmup_frames
     assert tail["rejected"] == tail["failed"] == 0

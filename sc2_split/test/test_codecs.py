@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from codec_fixtures import laplace_tables
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sc2_split.codecs import CODECS, EncodedTensor, EntropyTables, PayloadError, make_codec
@@ -21,26 +22,6 @@ from torchdistill.common.tensor_util import dequantize_tensor, quantize_tensor
 CHANNELS = 8
 SHAPE = (1, CHANNELS, 12, 16)
 FUZZ = settings(max_examples=200, deadline=None)
-
-
-def laplace_tables(channels: int, seed: int = 0) -> EntropyTables:
-    """Tables like an updated EntropyBottleneck's: Laplace pmfs of varied widths plus an escape bin."""
-    rng = np.random.default_rng(seed)
-    half_widths = rng.integers(1, 9, size=channels)
-    width = 2 * half_widths.max() + 3
-    cdf = np.zeros((channels, width), dtype=np.int64)
-    for c, half in enumerate(half_widths):
-        pmf = np.exp(-np.abs(np.arange(-half, half + 1)) / rng.uniform(0.5, 3.0))
-        pmf = np.append(pmf, 1e-3) / (pmf.sum() + 1e-3)
-        counts = np.maximum(1, np.floor(pmf * 2**16).astype(np.int64))
-        counts[np.argmax(counts)] += 2**16 - counts.sum()
-        cdf[c, : len(counts) + 1] = np.concatenate(([0], np.cumsum(counts)))
-    return EntropyTables(
-        quantized_cdf=cdf,
-        cdf_length=2 * half_widths + 3,
-        offset=-half_widths,
-        medians=rng.normal(size=channels).astype(np.float32),
-    )
 
 
 TABLES = laplace_tables(CHANNELS)

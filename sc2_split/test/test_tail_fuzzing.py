@@ -320,8 +320,9 @@ def test_tail_node_survives_a_flood_of_malformed_bottlenecks(
         publisher.publish(msg)
 
     def accounted() -> int:
-        """Bottlenecks the tail has served, refused, failed on, or seen skipped in the sequence."""
-        return sum(camera.counter("/tail", k) for k in ("frames", "rejected", "failed", "missed_frames"))
+        """Bottlenecks the tail has served, dropped, refused, failed on, or seen skipped in the sequence."""
+        counters = ("frames", "dropped_frames", "rejected", "failed", "missed_frames")
+        return sum(camera.counter("/tail", k) for k in counters)
 
     def send_valid(codec: str, stamp: Time | None = None, sent: Time | None = None) -> None:
         """A valid bottleneck (stamped now unless told), and its detections awaited."""
@@ -373,7 +374,9 @@ def test_tail_node_survives_a_flood_of_malformed_bottlenecks(
     assert tail.returncode == 0, log.read_text()
     assert counters["failed"] == 0, log.read_text()
     assert counters["frames"] == len(camera.detections) == 3
-    # Every message sent is served, rejected or skipped (the tail reads the newest only).
+    # Every message sent is served, rejected or skipped (the tail reads the newest only); none is
+    # dropped, as the valid ones were sent one at a time.
+    assert counters["dropped_frames"] == 0
     assert counters["frames"] + counters["rejected"] + counters["missed_frames"] == sequence
     assert sum(rejected.values()) == counters["rejected"] > MESSAGES // 4
     assert rejected.get("oversized", 0) >= 1

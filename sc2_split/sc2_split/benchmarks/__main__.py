@@ -44,12 +44,14 @@ def print_tables(results: dict[str, list]) -> None:
         print(table("Bytes per frame", ["model", "payload", "bytes"], rows))
     if tail:
         rows = [
-            [r["model"], r["device"], r["precision"], r["tail"], f"{r['decode_ms']:.1f}",
-             f"{r['network_ms']:.1f}", f"{r['fps']:.1f}", f"{r['network_fps']:.1f}"]
+            [r["model"], r["device"], r["precision"], r["cuda_graphs"], r["decode_workers"], r["tail"],
+             f"{r['decode_ms']:.1f}", f"{r['network_ms']:.1f}", f"{r['fps']:.1f}", f"{r['network_fps']:.1f}",
+             f"{r['pipelined_fps']:.1f}"]
             for r in tail
         ]  # fmt: skip
-        header = ["model", "device", "precision", "decode + tail", "decode ms", "network ms", "frames/s",
-                  "network frames/s"]  # fmt: skip
+        header = ["model", "device", "precision", "CUDA graphs", "decode workers", "decode + tail",
+                  "decode ms", "network ms", "frames/s", "network frames/s",
+                  "pipelined frames/s"]  # fmt: skip
         print(table("Tail per frame, batch 1: entropy decoding (CPU), then the network", header, rows))
 
 
@@ -65,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--frames", type=int, default=4, help="distinct frames cycled through")
     p.add_argument("--repeats", type=int, default=30)
+    p.add_argument(
+        "--decode-workers",
+        type=int,
+        nargs="+",
+        default=[0, 4],
+        help="tail rows per number of entropy decoding processes (0: in process), capped at the cores",
+    )
     parts = ["head", "payload", "tail"]
     p.add_argument("--parts", nargs="+", default=parts, choices=parts)
     p.add_argument("--json", type=Path, default=Path("out/benchmarks.json"))
@@ -81,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if "payload" in args.parts:
             results["payload"] += bench_payload(bench, frames)
         if "tail" in args.parts:
-            results["tail"] += bench_tail(bench, frames, args.repeats)
+            results["tail"] += bench_tail(bench, frames, args.repeats, args.decode_workers)
 
     print_tables(results)
 

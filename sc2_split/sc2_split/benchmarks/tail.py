@@ -1,4 +1,10 @@
-"""Tail throughput: decoding and the rest of the detector per frame, batch 1, fp32 and fp16."""
+"""Tail throughput: decoding and the rest of the detector per frame, batch 1, fp32 and fp16, with and
+without CUDA graphs, per number of entropy decoding processes; and pipelined, the next frame
+decoded while the network runs."""
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -6,43 +12,87 @@ import torch
 from sc2_split.benchmarks.models import BenchModel
 from sc2_split.benchmarks.timing import measure
 from sc2_split.codecs.payload import EncodedTensor
+from sc2_split.metadata import HeadMetadata
 from sc2_split.tail import TailPipeline
 
 
-def bench_tail(bench: BenchModel, frames: list[np.ndarray], repeats: int) -> list[dict]:
+def decode_worker_counts(requested: list[int]) -> list[int]:
+    """The counts asked for, each capped at this machine's cores (more only queue), without repeats."""
+    cores = len(os.sched_getaffinity(0))
+    return list(dict.fromkeys(min(n, cores) for n in requested))
+
+
+def bench_tail(
+    bench: BenchModel, frames: list[np.ndarray], repeats: int, decode_workers: list[int]
+) -> list[dict]:
     metadata = bench.files.metadata
     with torch.inference_mode():
         latents = [bench.files.head(torch.from_numpy(f)).numpy() for f in frames]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for device in devices:
+        count = repeats if device == "cuda" else max(3, repeats // 10)
         # CPUs have no fast float16 arithmetic: autocast there is slower than fp32 by 10x.
         for precision in ("fp32", "fp16") if device == "cuda" else ("fp32",):
-            pipeline = TailPipeline(bench.model, metadata.model_id, device, precision)
-            codec = pipeline.codecs[metadata.codecs[0]]
-            payloads = [codec.encode(latent) for latent in latents]
-            count = repeats if device == "cuda" else max(3, repeats // 10)
-            results = []
-
-            def run(
-                payload: EncodedTensor, pipeline: TailPipeline = pipeline, results: list = results
-            ) -> None:
-                results.append(pipeline(payload, metadata.model_id, metadata.geometry))
-
-            timing = measure(run, payloads, count)
-            # The split of each call: entropy decoding on the CPU, then the network on `device`.
-            decode = float(np.median([r.decode_ms for r in results[-count:]]))
-            network = float(np.median([r.tail_ms for r in results[-count:]]))
-            rows.append(
-                {
-                    "model": bench.name,
-                    "device": device,
-                    "precision": precision,
-                    "tail": timing,
-                    "decode_ms": decode,
-                    "network_ms": network,
-                    "fps": 1e3 / timing.median_ms,
-                    "network_fps": 1e3 / network,
-                }
-            )
+            for graphs in (False, True) if device == "cuda" else (False,):
+                for workers in decode_worker_counts(decode_workers):
+                    with TailPipeline(
+                        bench.model,
+                        metadata.model_id,
+                        device,
+                        precision,
+                        decode_workers=workers,
+                        cuda_graphs=graphs,
+                    ) as tail:
+                        row = bench_pipeline(tail, latents, metadata, count)
+                    rows.append(
+                        {"model": bench.name, "device": device, "precision": precision, "cuda_graphs": graphs}
+                        | row
+                    )
     return rows
+
+
+def bench_pipeline(
+    pipeline: TailPipeline, latents: list[np.ndarray], metadata: HeadMetadata, count: int
+) -> dict:
+    """One pipeline's figures: per frame (decode, then the network) and pipelined frames/s."""
+    codec = pipeline.codecs[metadata.codecs[0]]
+    payloads = [codec.encode(latent) for latent in latents]
+    results = []
+
+    def run(payload: EncodedTensor) -> None:
+        results.append(pipeline(payload, metadata.model_id, metadata.geometry))
+
+    timing = measure(run, payloads, count)
+    # The split of each call: entropy decoding on the CPU, then the network on the pipeline's device.
+    decode = float(np.median([r.decode_ms for r in results[-count:]]))
+    network = float(np.median([r.tail_ms for r in results[-count:]]))
+    return {
+        "decode_workers": 0 if pipeline.decode_pool is None else len(pipeline.decode_pool.pids),
+        "tail": timing,
+        "decode_ms": decode,
+        "network_ms": network,
+        "fps": 1e3 / timing.median_ms,
+        "network_fps": 1e3 / network,
+        "pipelined_fps": pipelined_fps(pipeline, payloads, metadata, count),
+    }
+
+
+def pipelined_fps(
+    pipeline: TailPipeline, payloads: list[EncodedTensor], metadata: HeadMetadata, count: int
+) -> float:
+    """Frames/s, still batch 1 through the network, with frame n + 1 decoded on a second thread while
+    the network runs frame n (a queue of one frame)."""
+
+    def decode(payload: EncodedTensor) -> np.ndarray:
+        return pipeline.decode(payload, metadata.model_id, metadata.geometry)
+
+    with ThreadPoolExecutor(max_workers=1) as decoder:
+        start = time.perf_counter()
+        pending = decoder.submit(decode, payloads[0])
+        for i in range(1, count + 1):
+            latent = pending.result()
+            if i < count:
+                pending = decoder.submit(decode, payloads[i % len(payloads)])
+            pipeline.detect(latent, metadata.geometry)
+        return count / (time.perf_counter() - start)

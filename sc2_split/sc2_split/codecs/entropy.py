@@ -7,7 +7,7 @@ the head needs no torch: one stream per channel, then one chunk with the escaped
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -21,6 +21,9 @@ TABLE_FIELDS = ("quantized_cdf", "cdf_length", "offset", "medians", "precision")
 # Escaped values are uint32-sized (int32 symbols minus int32 offsets, zigzagged): 5 LEB128 bytes at most.
 MAX_VARINT_BYTES = 5
 INT32_LIMIT = 2**31
+# Channel c's ANS stream is data[bounds[c]:bounds[c + 1]]; returns the (channels, symbols per channel)
+# table indexes as int32. In process by default, or a DecodePool's worker processes.
+ChannelDecoder = Callable[[bytes, Sequence[int], int], np.ndarray]
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,13 +100,10 @@ class EntropyCodec:
     name = "entropy"
     version = 1
 
-    def __init__(self, tables: EntropyTables) -> None:
+    def __init__(self, tables: EntropyTables, decode_channels: ChannelDecoder | None = None) -> None:
         self.tables = tables
-        scale = float(2**tables.precision)
-        self._models = [
-            constriction.stream.model.Categorical(np.diff(cdf[:length]) / scale, perfect=False)
-            for cdf, length in zip(tables.quantized_cdf, tables.cdf_length, strict=True)
-        ]
+        self._models = channel_models(tables)
+        self._decode_channels = decode_channels or self._decode_channels_in_process
         # compressai's escape symbol: the last table entry, `cdf_length - 2`.
         self._escape = tables.cdf_length.astype(np.int64)[:, None] - 2
         self._offset = tables.offset.astype(np.int64)[:, None]
@@ -157,12 +157,7 @@ class EntropyCodec:
         check_length(len(enc.data), sum(enc.chunk_sizes), "entropy data (the sum of its chunk sizes)")
         bounds = list(accumulate(enc.chunk_sizes, initial=0))
         per_channel = math.prod(expected_shape) // channels
-        indexes = np.stack(
-            [
-                _ans_decode(enc.data[bounds[c] : bounds[c + 1]], model, per_channel, c)
-                for c, model in enumerate(self._models)
-            ]
-        )
+        indexes = self._decode_channels(enc.data, bounds, per_channel)
         escaped = indexes == self._escape32.astype(indexes.dtype)
         raw = _decode_varints(enc.data[bounds[channels] :], int(escaped.sum())).astype(np.int64)
         symbols = (indexes + self._offset32).astype(np.int32)  # compressai's symbols are int32
@@ -175,6 +170,30 @@ class EntropyCodec:
             symbols[escaped] = values
         n, _, *rest = expected_shape
         return np.ascontiguousarray(np.moveaxis(symbols.reshape(channels, n, *rest), 0, 1))
+
+    def _decode_channels_in_process(self, data: bytes, bounds: Sequence[int], per_channel: int) -> np.ndarray:
+        indexes = np.empty((self.tables.channels, per_channel), np.int32)
+        ans_decode_channels(self._models, data, bounds, range(self.tables.channels), indexes)
+        return indexes
+
+
+def channel_models(tables: EntropyTables) -> list[Any]:
+    """constriction's model of each channel's table, built once per codec or decoding process."""
+    scale = float(2**tables.precision)
+    return [
+        constriction.stream.model.Categorical(np.diff(cdf[:length]) / scale, perfect=False)
+        for cdf, length in zip(tables.quantized_cdf, tables.cdf_length, strict=True)
+    ]
+
+
+def ans_decode_channels(
+    models: Sequence[Any], data: bytes, bounds: Sequence[int], channels: range, out: np.ndarray
+) -> None:
+    """Decodes `channels`, the i-th of them from data[bounds[i]:bounds[i + 1]], into the rows of `out`
+    (one row of table indexes each): the decoding loop of both the codec and a DecodePool's workers."""
+    for row, channel in enumerate(channels):
+        chunk = data[bounds[row] : bounds[row + 1]]
+        out[row] = _ans_decode(chunk, models[channel], out.shape[1], channel)
 
 
 def _channel_rows(tensor: np.ndarray) -> np.ndarray:

@@ -89,6 +89,10 @@ class Tail(nn.Module):
         return torch.round(latent - self.medians) + self.medians
 
     def forward(self, latent: Tensor, geometry: ImageGeometry) -> dict[str, Tensor]:
+        return self.detections(self.features(latent), geometry)
+
+    def features(self, latent: Tensor) -> OrderedDict[str, Tensor]:
+        """Decoder, the backbone's remaining stages and the FPN: shapes fixed by the latent's."""
         x = self.decoder(self.decoder_input(latent))
         features: OrderedDict[str, Tensor] = OrderedDict()
         if BOTTLENECK in self.returned:
@@ -97,10 +101,14 @@ class Tail(nn.Module):
             x = stage(x)
             if name in self.returned:
                 features[self.returned[name]] = x
-        features = self.fpn(features)
+        return self.fpn(features)
+
+    def detections(self, features: OrderedDict[str, Tensor], geometry: ImageGeometry) -> dict[str, Tensor]:
+        """RPN, ROI heads and the boxes mapped back to the frame: data-dependent shapes."""
         resized = (geometry.resized_height, geometry.resized_width)
         # The RPN reads only the padded size from the image tensor: a broadcast view, no memory.
-        padded = latent.new_zeros(()).expand(1, 3, geometry.padded_height, geometry.padded_width)
+        first = next(iter(features.values()))
+        padded = first.new_zeros(()).expand(1, 3, geometry.padded_height, geometry.padded_width)
         images = ImageList(padded, [resized])
         proposals, _ = self.rpn(images, features)
         detections, _ = self.roi_heads(features, proposals, images.image_sizes)

@@ -1,8 +1,9 @@
 """Head node (robot): camera frames -> compressed bottleneck of the split detector.
 
-The camera callback only keeps the newest frame; a worker thread converts and encodes it. A camera
-faster than the encoder therefore costs dropped frames (counted, and sent in every Bottleneck),
-never a growing queue or a stale result. No torch here unless the torch backend is chosen.
+The camera callback hands each frame to the encoder's thread, which takes only the newest one and
+converts and encodes it. A camera faster than the encoder therefore costs dropped frames (counted,
+and sent in every Bottleneck), never a growing queue or a stale result. No torch here unless the
+torch backend is chosen.
 """
 
 import threading
@@ -20,6 +21,7 @@ from sc2_split.ros.bottleneck_conversion import to_bottleneck
 from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.image_conversion import to_rgb
 from sc2_split.ros.latency_window import LatencyWindow
+from sc2_split.ros.newest_wins import NewestWinsWorker
 from sc2_split.ros.parameters import CAMERA_PARAMETERS, Param, declare_parameters
 from sc2_split.ros.spin import spin_node
 from sc2_split.ros.topics import BOTTLENECK_QOS, subscribe_camera
@@ -77,21 +79,17 @@ class HeadNode(Node):
         self.publisher = self.create_publisher(Bottleneck, "bottleneck", BOTTLENECK_QOS)
         self.window = LatencyWindow()
         self.received_frames = 0
-        self.dropped_frames = 0
         self.bad_frames = 0
         self.failed_frames = 0
         self.sequence = 0
-        self._newest: Image | CompressedImage | None = None
-        self._frame_ready = threading.Condition()
-        self._stopping = False
+        self._stopping = threading.Event()
         self.subscription = subscribe_camera(self, p["image_transport"], p["qos_reliability"], self.on_frame)
         self.diagnostics = CounterDiagnostics(
             self, self.metadata.model_id, warn_on=("bad_frames", "failed_frames")
         )
         self.summary_period_s = p["summary_period"]
         self.create_timer(self.summary_period_s, self.log_summary)
-        self._worker = threading.Thread(target=self._encode_newest, name="head_encoder", daemon=True)
-        self._worker.start()
+        self.encoder = NewestWinsWorker(self._encode_paced, self._count_failure, name="head_encoder")
         m = self.metadata
         self.get_logger().info(
             f"model {m.model_id}: {backend.name} backend on {p['device']}, {p['codec']} codec, head input "
@@ -99,33 +97,25 @@ class HeadNode(Node):
             f"({p['qos_reliability']}), bottlenecks to {self.publisher.topic_name}"
         )
 
-    def on_frame(self, msg: Image | CompressedImage) -> None:
-        """Keeps only the newest frame; the one it replaces was never encoded and counts as dropped."""
-        with self._frame_ready:
-            self.received_frames += 1
-            if self._newest is not None:
-                self.dropped_frames += 1
-            self._newest = msg
-            self._frame_ready.notify()
+    @property
+    def dropped_frames(self) -> int:
+        """Frames replaced by a newer one before the encoder took them: never encoded."""
+        return self.encoder.dropped
 
-    def _encode_newest(self) -> None:
-        while True:
-            with self._frame_ready:
-                self._frame_ready.wait_for(lambda: self._newest is not None or self._stopping)
-                if self._stopping:
-                    return
-                msg, self._newest = self._newest, None
-            started = time.monotonic()
-            self.encode(msg)
-            if self.min_period_s:
-                # Frames that arrive meanwhile replace each other: max_rate bounds the robot's compute.
-                with self._frame_ready:
-                    self._frame_ready.wait_for(
-                        lambda: self._stopping, self.min_period_s - (time.monotonic() - started)
-                    )
+    def on_frame(self, msg: Image | CompressedImage) -> None:
+        """Hands the frame to the encoder's thread, in place of one it has not taken yet."""
+        self.received_frames += 1
+        self.encoder.put(msg)
+
+    def _encode_paced(self, msg: Image | CompressedImage) -> None:
+        started = time.monotonic()
+        self.encode(msg)
+        if self.min_period_s:
+            # Frames that arrive meanwhile replace each other: max_rate bounds the robot's compute.
+            self._stopping.wait(self.min_period_s - (time.monotonic() - started))
 
     def encode(self, msg: Image | CompressedImage) -> None:
-        """Encodes and publishes one frame; a bad frame or a failed run is logged and counted, not fatal."""
+        """Encodes and publishes one frame; a bad frame is logged and counted, not fatal."""
         started = time.perf_counter()
         try:
             rgb = to_rgb(msg)
@@ -135,12 +125,6 @@ class HeadNode(Node):
             self.bad_frames += 1
             self.get_logger().warning(
                 f"skipped a bad frame ({self.bad_frames} so far): {exc}", throttle_duration_sec=5.0
-            )
-            return
-        except Exception as exc:
-            self.failed_frames += 1
-            self.get_logger().error(
-                f"encoding failed ({self.failed_frames} so far): {exc!r}", throttle_duration_sec=5.0
             )
             return
         # Decoding the camera message (JPEG, YUV) is part of the robot's preprocessing.
@@ -157,6 +141,13 @@ class HeadNode(Node):
             encode_ms=result.encode_ms,
             codec_ms=result.codec_ms,
             payload_bytes=len(result.encoded.data),
+        )
+
+    def _count_failure(self, exc: Exception) -> None:
+        """Any other failure of a frame (the encoder's thread goes on with the next one)."""
+        self.failed_frames += 1
+        self.get_logger().error(
+            f"encoding failed ({self.failed_frames} so far): {exc!r}", throttle_duration_sec=5.0
         )
 
     def log_summary(self) -> None:
@@ -186,10 +177,8 @@ class HeadNode(Node):
             )
 
     def destroy_node(self) -> None:
-        with self._frame_ready:
-            self._stopping = True
-            self._frame_ready.notify()
-        self._worker.join()
+        self._stopping.set()
+        self.encoder.close()
         super().destroy_node()
 
 

@@ -3,11 +3,19 @@
 Detections carry the label index as class_id (a string, as vision_msgs 4.x asks) and the class names
 are published once on `label_info`, latched. Every payload is untrusted: one that does not fit this
 tail's model is rejected with one log line naming the reason, counted, and the node goes on.
+
+Two stages, so that the CPU decodes the next bottleneck while the GPU runs this one: the subscription
+callback checks and entropy-decodes, then hands the latent to the network's thread. That thread takes
+the newest latent only; one that a newer latent replaced while the network was busy is dropped and
+counted, so a slow network costs dropped frames, never a queue.
 """
 
+import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 
+import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
 from rclpy.node import Node
 from rclpy.time import Time
@@ -15,14 +23,17 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo, VisionClass
 
 from sc2_split.codecs.payload import PayloadError
+from sc2_split.geometry import ImageGeometry
+from sc2_split.metadata import DEMO_CHECKPOINT
 from sc2_split.ros.bottleneck_conversion import from_bottleneck
 from sc2_split.ros.detections_conversion import to_detection_array
 from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.latency_window import LatencyWindow
+from sc2_split.ros.newest_wins import NewestWinsWorker
 from sc2_split.ros.parameters import Param, declare_parameters
 from sc2_split.ros.spin import spin_node
 from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, RESULTS_QOS
-from sc2_split.tail import TailPipeline
+from sc2_split.tail import Detections, TailPipeline
 from sc2_split_msgs.msg import Bottleneck, SplitStats
 
 # A sender with the wrong model would otherwise log at its frame rate: each reason at most this often.
@@ -34,12 +45,18 @@ PARAMETERS = {
         "detector config: a YAML path or a bundled name (demo_fp, demo_bq8, sc2_resnet50_fp, ...)",
     ),
     "checkpoint": Param(
-        "demo_fp_beta1.28",
-        "weights the head was exported from: a .pt path or a bundled name (demo_fp_beta1.28, ...); "
+        DEMO_CHECKPOINT,
+        f"weights the head was exported from: a .pt path or a bundled name ({DEMO_CHECKPOINT}, ...); "
         "empty: random weights, for tests only",
     ),
     "model_name": Param("", "name in the model id; empty: the config's file name, as the export tool does"),
     "device": Param("cpu", "torch device of the tail: cpu, cuda, cuda:1"),
+    "decode_workers": Param(
+        0,
+        "processes that entropy-decode each bottleneck, a group of channels each; 0: in this node's "
+        "process. A GPU tail outruns one decoding core: give it 4 to 8 on an edge machine",
+        bounds=(0, 64),
+    ),
     "score_threshold": Param(0.5, "lowest score of a published detection", bounds=(0.0, 1.0)),
     "max_detections": Param(100, "most detections published per frame, best scores first", bounds=(1, 10000)),
     "summary_period": Param(
@@ -48,12 +65,22 @@ PARAMETERS = {
 }
 
 
+@dataclass(frozen=True)
+class DecodedFrame:
+    """What the decoding stage hands the network: the latent, and the frame's stats but for tail_ms and
+    end_to_end_ms, which the network stage fills in."""
+
+    latent: np.ndarray
+    geometry: ImageGeometry
+    stats: SplitStats
+
+
 class TailNode(Node):
     def __init__(self) -> None:
         super().__init__("tail")
         p = declare_parameters(self, PARAMETERS)
         self.pipeline = TailPipeline.from_config(
-            p["model_config"], p["checkpoint"], p["model_name"], p["device"]
+            p["model_config"], p["checkpoint"], p["model_name"], p["device"], p["decode_workers"]
         )
         self.model_id = self.pipeline.model_id
         self.class_names = self.pipeline.class_names
@@ -64,7 +91,8 @@ class TailNode(Node):
         self._last_reject_log: dict[str, float] = {}
         self.head_dropped_frames = 0
         self.missed_frames = 0
-        self.failed = 0
+        self.failed = 0  # both stages count failures: under _failed_lock
+        self._failed_lock = threading.Lock()
         self._last_sequence: int | None = None
         self._rejected_at_last_summary = 0
 
@@ -72,6 +100,7 @@ class TailNode(Node):
         self.stats_pub = self.create_publisher(SplitStats, "stats", RESULTS_QOS)
         label_info_pub = self.create_publisher(LabelInfo, "label_info", LABEL_INFO_QOS)
         label_info_pub.publish(self.label_info())
+        self.network = NewestWinsWorker(self.detect, self.count_failure, name="tail_network")
         self.subscription = self.create_subscription(
             Bottleneck, "bottleneck", self.on_bottleneck, BOTTLENECK_QOS
         )
@@ -81,10 +110,17 @@ class TailNode(Node):
         self.create_timer(self.summary_period_s, self.log_summary)
         if not p["checkpoint"]:
             self.get_logger().warning("no checkpoint given: random weights, no head will match them")
+        pool = self.pipeline.decode_pool
+        decoding = "decoding in process" if pool is None else f"decoding on processes {pool.pids}"
         self.get_logger().info(
-            f"serving model {self.model_id} ({p['model_config']}) on {p['device']}; bottlenecks from "
-            f"{self.subscription.topic_name}, detections to {self.detections_pub.topic_name}"
+            f"serving model {self.model_id} ({p['model_config']}) on {p['device']}, {decoding}; "
+            f"bottlenecks from {self.subscription.topic_name}, detections to {self.detections_pub.topic_name}"
         )
+
+    def destroy_node(self) -> None:
+        self.network.close()
+        self.pipeline.close()
+        super().destroy_node()
 
     def label_info(self) -> LabelInfo:
         """Label index -> class name; index 0 is the background, which is never detected."""
@@ -97,24 +133,20 @@ class TailNode(Node):
         )
 
     def on_bottleneck(self, msg: Bottleneck) -> None:
+        """Decoding stage, on the executor's thread: a checked, decoded latent for the network stage."""
         received = self.get_clock().now()
         self.count_missed(msg.sequence)
         try:
             encoded, geometry, payload_model_id = from_bottleneck(msg)
-            detections = self.pipeline(encoded, payload_model_id, geometry)
+            started = time.perf_counter()
+            latent = self.pipeline.decode(encoded, payload_model_id, geometry)
+            decode_ms = 1e3 * (time.perf_counter() - started)
         except PayloadError as exc:
             self.reject(exc)
             return
         except Exception as exc:  # a payload must never take the node down
-            self.failed += 1
-            self.get_logger().error(
-                f"tail failed on a bottleneck ({self.failed} so far): {exc!r}", throttle_duration_sec=5.0
-            )
+            self.count_failure(exc)
             return
-        self.detections_pub.publish(
-            to_detection_array(msg.header, detections, self.score_threshold, self.max_detections)
-        )
-        now = self.get_clock().now()
         stats = SplitStats(
             header=msg.header,
             model_id=msg.model_id,
@@ -125,25 +157,49 @@ class TailNode(Node):
             codec_ms=msg.codec_ms,
             # Includes any wait in this node's reader while the previous frame was decoded.
             transport_ms=_ms(received, msg.sent),
-            decode_ms=detections.decode_ms,
-            tail_ms=detections.tail_ms,
-            end_to_end_ms=_ms(now, msg.header.stamp),
+            decode_ms=decode_ms,
             head_dropped_frames=msg.head_dropped_frames,
             tail_missed_frames=self.missed_frames,
             tail_rejected=self.rejected.total(),
         )
+        self.network.put(DecodedFrame(latent, geometry, stats))
+
+    def detect(self, frame: DecodedFrame) -> None:
+        """Network stage, on its own thread: detections and stats of a decoded frame, published.
+        Its exceptions go to count_failure."""
+        started = time.perf_counter()
+        result = self.pipeline.detect(frame.latent, frame.geometry)
+        stats = frame.stats
+        stats.tail_ms = 1e3 * (time.perf_counter() - started)
+        if not self.context.ok():  # shutting down
+            return
+        detections = Detections(**result, decode_ms=stats.decode_ms, tail_ms=stats.tail_ms)
+        self.detections_pub.publish(
+            to_detection_array(stats.header, detections, self.score_threshold, self.max_detections)
+        )
+        # Includes any wait for the network while it ran the previous frame.
+        stats.end_to_end_ms = _ms(self.get_clock().now(), stats.header.stamp)
         self.stats_pub.publish(stats)
         self.frames += 1
-        self.head_dropped_frames = msg.head_dropped_frames
+        self.head_dropped_frames = stats.head_dropped_frames
         self.window.add(
-            preprocess_ms=msg.preprocess_ms,
-            encode_ms=msg.encode_ms,
-            codec_ms=msg.codec_ms,
+            preprocess_ms=stats.preprocess_ms,
+            encode_ms=stats.encode_ms,
+            codec_ms=stats.codec_ms,
             transport_ms=stats.transport_ms,
-            decode_ms=detections.decode_ms,
-            tail_ms=detections.tail_ms,
+            decode_ms=stats.decode_ms,
+            tail_ms=stats.tail_ms,
             end_to_end_ms=stats.end_to_end_ms,
             payload_bytes=stats.payload_bytes,
+        )
+
+    def count_failure(self, exc: Exception) -> None:
+        """A bottleneck either stage failed on other than by its payload's fault: logged and counted."""
+        with self._failed_lock:
+            self.failed += 1
+            failed = self.failed
+        self.get_logger().error(
+            f"tail failed on a bottleneck ({failed} so far): {exc!r}", throttle_duration_sec=5.0
         )
 
     def count_missed(self, sequence: int) -> None:
@@ -169,6 +225,7 @@ class TailNode(Node):
             "frames": self.frames,
             "head_dropped_frames": self.head_dropped_frames,
             "missed_frames": self.missed_frames,
+            "dropped_frames": self.network.dropped,
             "rejected": rejected_total,
             **{f"rejected_{reason}": n for reason, n in sorted(self.rejected.items())},
             "failed": self.failed,
@@ -181,7 +238,8 @@ class TailNode(Node):
         self.get_logger().info(
             f"{frames} frames in {self.summary_period_s:g} s ({frames / self.summary_period_s:.1f} Hz); "
             f"mean/p90: {summary or '-'}; since start: {self.head_dropped_frames} dropped by the head, "
-            f"{self.missed_frames} missed, rejected {rejected}, {self.failed} failed"
+            f"{self.missed_frames} missed, {self.network.dropped} dropped here "
+            f"(network busy), rejected {rejected}, {self.failed} failed"
         )
 
 
