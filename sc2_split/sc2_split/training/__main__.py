@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
         trained = train_students(args.out, teacher, betas, student_budget, run)
         _evaluate(args.out, teacher, trained, run, metrics, metrics_path)
     if args.command in ("finetune", "all"):
-        trained = finetune_students(args.out, teacher, args.finetune_betas, finetune_budget, run)
+        trained = finetune_students(
+            args.out, teacher, args.finetune_betas, finetune_budget, run, args.finetune_lr, args.resume
+        )
         _evaluate(args.out, teacher, trained, run, metrics, metrics_path)
     log.info("metrics: %s", json.dumps(metrics))
 
@@ -83,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--teacher-seconds", type=float, default=270.0)
     parser.add_argument("--student-seconds", type=float, default=490.0)
     parser.add_argument("--finetune-seconds", type=float, default=450.0)
+    parser.add_argument("--finetune-lr", type=float, default=3e-4, help="stage 2's peak learning rate")
+    parser.add_argument(
+        "--resume", action="store_true", help="stage 2 goes on from OUT/<student>_stage2.pt (2nd sitting)"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=min(14, max((os.cpu_count() or 2) - 2, 1)))
     parser.add_argument("--val-frames", type=int, default=128)

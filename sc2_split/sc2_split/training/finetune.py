@@ -21,7 +21,7 @@ from sc2_split.training.frames import detection_targets, frame_batches
 from sc2_split.training.settings import Budget, Clock, RunSettings
 from sc2_split.training.students import student_config, student_name
 
-_LR, _WEIGHT_DECAY, _CLIP_NORM = 3e-4, 1e-4, 10.0
+_WEIGHT_DECAY, _CLIP_NORM = 1e-4, 10.0
 _FIRST_FRAME = 2 * 10**8  # frames neither the teacher nor stage 1 saw
 _LOG_EVERY_S = 20.0
 # What the robot runs: frozen in stage 2.
@@ -36,15 +36,23 @@ def finetuned_name(beta: float) -> str:
 
 
 def finetune_students(
-    out: Path, teacher_checkpoint: Path, betas: list[float], budget: Budget, run: RunSettings
+    out: Path,
+    teacher_checkpoint: Path,
+    betas: list[float],
+    budget: Budget,
+    run: RunSettings,
+    lr: float = 3e-4,
+    resume: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Fine-tunes out/demo_fp_beta<beta>.pt for each beta side by side on the same batches; writes
-    out/<finetuned_name>.pt for each and returns their training figures by name."""
+    out/<finetuned_name>.pt for each and returns their training figures by name. `resume` starts
+    from out/<finetuned_name>.pt instead: stage 2 longer than one sitting on a lent GPU allows."""
+    start = finetuned_name if resume else student_name
     models = {
-        beta: build_detector(student_config(beta, teacher_checkpoint), out / f"{student_name(beta)}.pt")
+        beta: build_detector(student_config(beta, teacher_checkpoint), out / f"{start(beta)}.pt")
         for beta in betas
     }
-    optimizers = {beta: _prepare(model, run.device) for beta, model in models.items()}
+    optimizers = {beta: _prepare(model, run.device, lr) for beta, model in models.items()}
     losses = dict.fromkeys(betas, 0.0)
     clock, iteration, last_log = Clock(budget), 0, 0.0
     for images, targets in frame_batches("train", 10**8, run.batch_size, run.workers, run.seed, _FIRST_FRAME):
@@ -53,7 +61,7 @@ def finetune_students(
         wanted = detection_targets(targets, run.device)
         for beta, model in models.items():
             for group in optimizers[beta].param_groups:
-                group["lr"] = _LR * factor
+                group["lr"] = lr * factor
             loss = _step(model, optimizers[beta], inputs, wanted, run.device)
             losses[beta] = 0.9 * losses[beta] + 0.1 * loss if iteration else loss
         iteration += 1
@@ -68,12 +76,12 @@ def finetune_students(
     for beta, model in models.items():
         name = finetuned_name(beta)
         save_checkpoint(model.cpu(), out / f"{name}.pt", fp16=lambda key: not key.startswith(HEAD_PREFIXES))
-        trained[name] = {"beta": beta, "stage": 2, "iterations": iteration}
+        trained[name] = {"beta": beta, "stage": 2, "iterations": iteration, "resumed": resume, "lr": lr}
         trained[name]["train_loss"] = round(losses[beta], 4)
     return trained
 
 
-def _prepare(model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+def _prepare(model: nn.Module, device: torch.device, lr: float) -> torch.optim.Optimizer:
     """Trains everything after the head; the head's encoder runs outside autocast, in float32 as on
     the robot, so that the quantized latent the tail learns from is the one it will receive."""
     for name, parameter in model.named_parameters():
@@ -82,7 +90,7 @@ def _prepare(model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
     encoder = getattr(model.backbone.body, BOTTLENECK).encoder
     encoder.forward = _without_autocast(encoder.forward)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(trainable, lr=_LR, weight_decay=_WEIGHT_DECAY)
+    return torch.optim.AdamW(trainable, lr=lr, weight_decay=_WEIGHT_DECAY)
 
 
 def _without_autocast(forward: Any) -> Any:
