@@ -8,6 +8,7 @@ from PIL import Image
 
 from sc2_split.backends import HeadBackend
 from sc2_split.codecs import make_codec
+from sc2_split.codecs.channel_pool import ChannelPool
 from sc2_split.codecs.payload import EncodedTensor
 from sc2_split.geometry import ImageGeometry
 from sc2_split.metadata import HeadMetadata
@@ -23,12 +24,37 @@ class HeadResult:
 
 
 class HeadPipeline:
-    def __init__(self, metadata: HeadMetadata, backend: HeadBackend, codec: str) -> None:
+    """`encode_workers` > 0 entropy-codes on that many processes (a ChannelPool), so that coding a
+    large latent keeps up with a GPU encoder; 0 codes in this process, as do the other codecs. Close
+    the pipeline (or use it as a context manager) to stop them."""
+
+    def __init__(
+        self, metadata: HeadMetadata, backend: HeadBackend, codec: str, encode_workers: int = 0
+    ) -> None:
         if codec not in metadata.codecs:
             raise ValueError(f"model {metadata.model_id} supports codecs {metadata.codecs}, not {codec!r}")
+        if encode_workers < 0:
+            raise ValueError(f"encode_workers must be 0 or more, not {encode_workers}")
         self.metadata = metadata
         self.backend = backend
-        self.codec = make_codec(codec, metadata.entropy_tables)
+        tables = metadata.entropy_tables
+        self.encode_pool = (
+            ChannelPool(tables, encode_workers)
+            if codec == "entropy" and tables is not None and encode_workers
+            else None
+        )
+        self.codec = make_codec(codec, tables, self.encode_pool)
+
+    def close(self) -> None:
+        """Stops the encoding processes, if any."""
+        if self.encode_pool is not None:
+            self.encode_pool.close()
+
+    def __enter__(self) -> "HeadPipeline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __call__(self, image: np.ndarray) -> HeadResult:
         """`image` is uint8 RGB (H, W, 3) of any size; boxes will come back in its pixels."""

@@ -14,7 +14,7 @@ import torch
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 from sc2_split.codecs import CODECS, make_codec
-from sc2_split.codecs.decode_pool import DecodePool
+from sc2_split.codecs.channel_pool import ChannelPool
 from sc2_split.codecs.payload import EncodedTensor, PayloadError
 from sc2_split.geometry import ImageGeometry
 from sc2_split.models.build import build_detector, model_id
@@ -37,7 +37,7 @@ class Detections:
 
 
 class TailPipeline:
-    """`decode_workers` > 0 decodes entropy payloads on that many processes (a DecodePool), so that
+    """`decode_workers` > 0 decodes entropy payloads on that many processes (a ChannelPool), so that
     decoding keeps up with a GPU network; 0 decodes in this process. Close the pipeline (or use it as
     a context manager) to stop them. On a CUDA device `cuda_graphs` replays the network's
     fixed-shape part from CUDA graphs (models/cuda_graph.py); `detect` then runs one frame at a time."""
@@ -69,7 +69,7 @@ class TailPipeline:
         eb = entropy_bottleneck(model)
         tables = None if eb is None else tables_from_entropy_bottleneck(eb)
         self.decode_pool = (
-            DecodePool(tables, decode_workers) if tables is not None and decode_workers else None
+            ChannelPool(tables, decode_workers) if tables is not None and decode_workers else None
         )
         self.codecs = {
             name: make_codec(name, tables, self.decode_pool) for name in CODECS if name != "entropy" or tables

@@ -22,3 +22,12 @@ def laplace_tables(channels: int, seed: int = 0) -> EntropyTables:
         offset=-half_widths,
         medians=rng.normal(size=channels).astype(np.float32),
     )
+
+
+def escaping_latent(tables: EntropyTables, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """A latent around the tables' medians, with escaped values in several channels."""
+    rng = np.random.default_rng(seed)
+    x = rng.laplace(scale=2.0, size=shape).astype(np.float32) + tables.medians.reshape(1, -1, 1, 1)
+    x.reshape(-1)[::53] = 40.0
+    x.reshape(-1)[7::61] = -3e5
+    return x

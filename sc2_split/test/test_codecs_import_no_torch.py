@@ -1,4 +1,5 @@
-"""The codecs run on the robot's head, which has no torch: importing and using them must not load it."""
+"""The codecs run on the robot's head, which has no torch: importing and using them, entropy coding
+on worker processes included, must not load it."""
 
 import os
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import numpy as np
 
 from sc2_split.codecs import CODECS, EncodedTensor, EntropyTables, make_codec
+from sc2_split.codecs.channel_pool import ChannelPool
 
 tables = EntropyTables.from_dict({
     "quantized_cdf": [[0, 1000, 9000, 57000, 65000, 65536, 0], [0, 30000, 65000, 65535, 65536, 0, 0]],
@@ -28,6 +30,9 @@ for name in CODECS:
     wire = codec.encode(x).to_bytes()
     y = codec.decode(EncodedTensor.from_bytes(wire), x.shape)
     assert y.shape == x.shape and np.abs(y - x).max() <= 0.5, name
+with ChannelPool(tables, 2) as pool:
+    pooled = make_codec("entropy", tables, pool)
+    assert pooled.encode(x) == make_codec("entropy", tables).encode(x)
 loaded = sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "compressai"))
 assert not loaded, loaded
 print("ok")

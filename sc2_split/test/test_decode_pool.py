@@ -1,4 +1,4 @@
-"""Entropy decoding on worker processes (DecodePool) gives what decoding in process gives: the same
+"""Entropy decoding on worker processes (a ChannelPool) gives what decoding in process gives: the same
 symbols bit for bit, the same PayloadError for each corrupt payload, the same detections through
 the tail; a worker that dies costs one frame a clear error, and the pool goes on."""
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from codec_fixtures import laplace_tables
+from codec_fixtures import escaping_latent, laplace_tables
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sc2_split.codecs import EncodedTensor, PayloadError
-from sc2_split.codecs.decode_pool import DecodePool, DecodeWorkerError
+from sc2_split.codecs.channel_pool import ChannelPool, ChannelWorkerError
 from sc2_split.codecs.entropy import EntropyCodec
 from sc2_split.models.build import build_detector, model_id
 from sc2_split.models.config import load_model_config
@@ -31,21 +31,12 @@ IN_PROCESS = EntropyCodec(TABLES)
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
-def latent(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    """A latent around the tables' medians, with escaped values in several channels."""
-    rng = np.random.default_rng(seed)
-    x = rng.laplace(scale=2.0, size=shape).astype(np.float32) + TABLES.medians.reshape(1, -1, 1, 1)
-    x.reshape(-1)[::53] = 40.0
-    x.reshape(-1)[7::61] = -3e5
-    return x
-
-
-VALID = IN_PROCESS.encode(latent(SHAPE))
+VALID = IN_PROCESS.encode(escaping_latent(TABLES, SHAPE))
 
 
 @pytest.fixture(scope="module")
 def pooled() -> EntropyCodec:
-    with DecodePool(TABLES, 3) as pool:  # channel groups 0-3, 4-6, 7-9
+    with ChannelPool(TABLES, 3) as pool:  # channel groups 0-3, 4-6, 7-9
         yield EntropyCodec(TABLES, pool)
 
 
@@ -69,7 +60,7 @@ def chunks() -> list[bytes]:
 def test_pooled_decode_equals_in_process_decode_bit_for_bit(pooled: EntropyCodec) -> None:
     # Small, larger (the shared memory grows), then small again; a batch of two; no escapes at all.
     shapes = [SHAPE, (2, CHANNELS, 40, 56), (1, CHANNELS, 3, 5)]
-    latents = [latent(shape, seed) for seed, shape in enumerate(shapes)]
+    latents = [escaping_latent(TABLES, shape, seed) for seed, shape in enumerate(shapes)]
     latents.append(np.broadcast_to(TABLES.medians.reshape(1, -1, 1, 1), SHAPE).astype(np.float32))
     for x in latents:
         enc = IN_PROCESS.encode(x)
@@ -114,19 +105,19 @@ def test_pooled_decode_of_flipped_bits_matches_in_process(pooled: EntropyCodec, 
 
 
 def test_a_killed_worker_costs_one_frame_a_clear_error_then_the_pool_goes_on() -> None:
-    with DecodePool(TABLES, 2) as pool:
+    with ChannelPool(TABLES, 2) as pool:
         codec = EntropyCodec(TABLES, pool)
         assert outcome(codec, VALID) == outcome(IN_PROCESS, VALID)
         killed = pool.pids[1]
         os.kill(killed, signal.SIGKILL)
-        with pytest.raises(DecodeWorkerError, match=rf"1 \(pid {killed}, exit code -9\) died.*restarted"):
+        with pytest.raises(ChannelWorkerError, match=rf"1 \(pid {killed}, exit code -9\) died.*restarted"):
             codec.decode_symbols(VALID, SHAPE)
         assert pool.restarts == 1 and killed not in pool.pids
         assert outcome(codec, VALID) == outcome(IN_PROCESS, VALID)
 
 
 def test_a_closed_pool_has_stopped_its_workers_and_refuses_to_decode() -> None:
-    pool = DecodePool(TABLES, 2)
+    pool = ChannelPool(TABLES, 2)
     codec = EntropyCodec(TABLES, pool)
     codec.decode_symbols(VALID, SHAPE)
     pids = pool.pids
@@ -143,13 +134,13 @@ EXIT_SCRIPT = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from codec_fixtures import laplace_tables
-from sc2_split.codecs.decode_pool import DecodePool
+from sc2_split.codecs.channel_pool import ChannelPool
 from sc2_split.codecs.entropy import EntropyCodec
 import numpy as np
 
 if __name__ == "__main__":
     tables = laplace_tables(4)
-    pool = DecodePool(tables, 2)
+    pool = ChannelPool(tables, 2)
     codec = EntropyCodec(tables, pool)
     x = np.zeros((1, 4, 8, 8), np.float32)
     codec.decode(codec.encode(x), x.shape)

@@ -76,6 +76,8 @@ backend = make_backend("onnxruntime", meta_path, metadata, model_file_path=onnx_
 head = HeadPipeline(metadata, backend, "entropy")
 result = head(np.load(frame_path))
 np.save(out_path, np.frombuffer(result.encoded.to_bytes(), np.uint8))
+with HeadPipeline(metadata, backend, "entropy", encode_workers=2) as pooled:
+    assert len(pooled.encode_pool.pids) == 2 and pooled(np.load(frame_path)).encoded == result.encoded
 print(json.dumps({"torch": "torch" in sys.modules, "compressai": "compressai" in sys.modules,
                   "encode_ms": result.encode_ms}))
 """

@@ -29,11 +29,14 @@ def machine() -> str:
 def print_tables(results: dict[str, list]) -> None:
     head, rss, payload, tail = results["head"], results["head_rss"], results["payload"], results["tail"]
     if head:
-        rows = [[r["model"], r["backend"], r["encoder"], r["codec_time"], r["total"]] for r in head]
+        rows = [
+            [r["model"], r["backend"], r["encode_workers"], r["encoder"], r["codec_time"], r["total"]]
+            for r in head
+        ]
         print(
             table(
                 "Head per frame (encoder, then entropy coding on the CPU)",
-                ["model", "backend", "encoder", "codec", "total"],
+                ["model", "backend", "encode workers", "encoder", "codec", "total"],
                 rows,
             )
         )
@@ -74,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[0, 4],
         help="tail rows per number of entropy decoding processes (0: in process), capped at the cores",
     )
+    p.add_argument(
+        "--encode-workers",
+        type=int,
+        nargs="+",
+        default=[0, 4],
+        help="head rows per number of entropy coding processes (0: in process), capped at the cores",
+    )
     parts = ["head", "payload", "tail"]
     p.add_argument("--parts", nargs="+", default=parts, choices=parts)
     p.add_argument("--json", type=Path, default=Path("out/benchmarks.json"))
@@ -85,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.models:
         bench = prepare(spec, args.height, args.width)
         if "head" in args.parts:
-            results["head"] += bench_head(bench, frames, args.repeats)
+            results["head"] += bench_head(bench, frames, args.repeats, args.encode_workers)
             results["head_rss"].append({"model": bench.name, **head_process_rss(bench)})
         if "payload" in args.parts:
             results["payload"] += bench_payload(bench, frames)

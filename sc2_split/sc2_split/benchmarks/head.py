@@ -1,5 +1,7 @@
-"""Head latency per backend (encoder, then entropy coding on the CPU) and a head process's peak RSS."""
+"""Head latency per backend (encoder, then entropy coding on the CPU, per number of coding processes)
+and a head process's peak RSS."""
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -9,8 +11,9 @@ import numpy as np
 import torch
 
 from sc2_split.benchmarks.models import BenchModel
-from sc2_split.benchmarks.timing import Timing, measure
+from sc2_split.benchmarks.timing import Timing, measure, worker_counts
 from sc2_split.codecs import make_codec
+from sc2_split.codecs.channel_pool import ChannelPool
 
 
 def encoders(bench: BenchModel) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
@@ -54,25 +57,39 @@ def _tensorrt(bench: BenchModel) -> Callable[[np.ndarray], np.ndarray]:
     return TensorRTBackend(engine, files.metadata)
 
 
-def bench_head(bench: BenchModel, frames: list[np.ndarray], repeats: int) -> list[dict]:
-    """Encoder and entropy-coding time per backend, each median over `repeats` runs of one frame."""
+def bench_head(
+    bench: BenchModel, frames: list[np.ndarray], repeats: int, encode_workers: list[int]
+) -> list[dict]:
+    """Encoder and entropy-coding time per backend and number of coding processes (0: in process),
+    each median over `repeats` runs of one frame."""
     metadata = bench.files.metadata
-    codec = make_codec(metadata.codecs[0], metadata.entropy_tables)
-    rows = []
-    for label, run in encoders(bench).items():
-        encode = measure(run, frames, repeats)
-        coding = measure(codec.encode, [run(f) for f in frames], repeats)
-        total = Timing(encode.median_ms + coding.median_ms, encode.p90_ms + coding.p90_ms, repeats)
-        rows.append(
-            {
-                "model": bench.name,
-                "backend": label,
-                "codec": codec.name,
-                "encoder": encode,
-                "codec_time": coding,
-                "total": total,
+    name, tables = metadata.codecs[0], metadata.entropy_tables
+    latents = {label: (run, [run(f) for f in frames]) for label, run in encoders(bench).items()}
+    codings = {}
+    for workers in worker_counts(encode_workers) if name == "entropy" else [0]:
+        with ChannelPool(tables, workers) if workers else contextlib.nullcontext() as pool:
+            codec = make_codec(name, tables, pool)
+            codings[workers] = {
+                label: measure(codec.encode, xs, repeats) for label, (_, xs) in latents.items()
             }
-        )
+    rows = []
+    for label, (run, _) in latents.items():
+        encode = measure(run, frames, repeats)
+        for workers, coding in codings.items():
+            total = Timing(
+                encode.median_ms + coding[label].median_ms, encode.p90_ms + coding[label].p90_ms, repeats
+            )
+            rows.append(
+                {
+                    "model": bench.name,
+                    "backend": label,
+                    "codec": name,
+                    "encode_workers": workers,
+                    "encoder": encode,
+                    "codec_time": coding[label],
+                    "total": total,
+                }
+            )
     return rows
 
 

@@ -2,7 +2,6 @@
 without CUDA graphs, per number of entropy decoding processes; and pipelined, the next frame
 decoded while the network runs."""
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,16 +9,10 @@ import numpy as np
 import torch
 
 from sc2_split.benchmarks.models import BenchModel
-from sc2_split.benchmarks.timing import measure
+from sc2_split.benchmarks.timing import measure, worker_counts
 from sc2_split.codecs.payload import EncodedTensor
 from sc2_split.metadata import HeadMetadata
 from sc2_split.tail import TailPipeline
-
-
-def decode_worker_counts(requested: list[int]) -> list[int]:
-    """The counts asked for, each capped at this machine's cores (more only queue), without repeats."""
-    cores = len(os.sched_getaffinity(0))
-    return list(dict.fromkeys(min(n, cores) for n in requested))
 
 
 def bench_tail(
@@ -35,7 +28,7 @@ def bench_tail(
         # CPUs have no fast float16 arithmetic: autocast there is slower than fp32 by 10x.
         for precision in ("fp32", "fp16") if device == "cuda" else ("fp32",):
             for graphs in (False, True) if device == "cuda" else (False,):
-                for workers in decode_worker_counts(decode_workers):
+                for workers in worker_counts(decode_workers):
                     with TailPipeline(
                         bench.model,
                         metadata.model_id,

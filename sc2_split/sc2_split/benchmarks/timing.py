@@ -1,5 +1,6 @@
 """Repeated timing with warm-up, reported as median and 90th percentile in milliseconds."""
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,13 @@ def measure(fn: Callable[[T], object], inputs: Sequence[T], repeats: int, warmup
         fn(inputs[i % len(inputs)])
         samples.append(1e3 * (time.perf_counter() - start))
     return Timing(float(np.median(samples)), float(np.percentile(samples, 90)), repeats)
+
+
+def worker_counts(requested: list[int]) -> list[int]:
+    """Numbers of coding processes asked for, each capped at this machine's cores (more only queue),
+    without repeats."""
+    cores = len(os.sched_getaffinity(0))
+    return list(dict.fromkeys(min(n, cores) for n in requested))
 
 
 def table(title: str, header: list[str], rows: list[list[object]]) -> str:

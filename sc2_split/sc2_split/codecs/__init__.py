@@ -1,6 +1,6 @@
 """Bottleneck codecs by name. Pure numpy (no torch, no compressai), so that the robot's head can use them."""
 
-from sc2_split.codecs.entropy import ChannelDecoder, EntropyCodec, EntropyTables
+from sc2_split.codecs.entropy import ChannelCoder, EntropyCodec, EntropyTables
 from sc2_split.codecs.fp16 import Fp16Codec
 from sc2_split.codecs.payload import Codec, EncodedTensor, PayloadError
 from sc2_split.codecs.quant8 import Quant8Codec
@@ -10,15 +10,13 @@ __all__ = ["CODECS", "Codec", "EncodedTensor", "EntropyTables", "PayloadError", 
 CODECS = ("entropy", "quant8", "fp16")
 
 
-def make_codec(
-    name: str, tables: EntropyTables | None = None, decode_channels: ChannelDecoder | None = None
-) -> Codec:
+def make_codec(name: str, tables: EntropyTables | None = None, channels: ChannelCoder | None = None) -> Codec:
     """The codec called `name`; "entropy" needs the model's tables (from its metadata file), and
-    decodes its channels with `decode_channels` (a DecodePool) where given, else in process."""
+    codes its channels with `channels` (a ChannelPool) where given, else in process."""
     if name == "entropy":
         if tables is None:
             raise ValueError("the entropy codec needs the model's EntropyTables")
-        return EntropyCodec(tables, decode_channels)
+        return EntropyCodec(tables, channels)
     if name == "quant8":
         return Quant8Codec()
     if name == "fp16":

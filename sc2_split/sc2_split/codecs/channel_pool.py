@@ -1,11 +1,11 @@
-"""Entropy decoding of one latent spread over worker processes, for a tail whose network outruns a
-single decoding core.
+"""Entropy coding of one latent spread over worker processes, both ways: a head whose encoder
+outruns a single encoding core, a tail whose network outruns a single decoding core.
 
 constriction holds the GIL, so threads gain nothing; but each channel's ANS stream is independent,
-so each worker decodes a contiguous group of channels and writes the table indexes into shared
-memory (nothing decoded is pickled back). EntropyCodec still runs the payload checks before and the
-escaped values after, in the tail's process. Workers are spawned, never forked: the tail process has
-torch and CUDA initialised.
+so each worker codes a contiguous group of channels. The table indexes travel through shared memory
+(the workers read them to encode, write them when decoding); only the compressed streams are
+pickled. EntropyCodec still computes the indexes and escaped values, and checks payloads, in the
+caller's process. Workers are spawned, never forked: the tail process has torch and CUDA initialised.
 """
 
 import multiprocessing
@@ -16,22 +16,35 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from multiprocessing.shared_memory import SharedMemory
+from typing import NamedTuple
 
 import numpy as np
 
-from sc2_split.codecs.entropy import EntropyTables, ans_decode_channels, channel_models
+from sc2_split.codecs.entropy import EntropyTables, ans_decode_channels, ans_encode_channels, channel_models
 from sc2_split.codecs.payload import PayloadError
 
 INDEX_DTYPE = np.dtype(np.int32)
 # How long close() lets a worker finish before terminating it.
 STOP_TIMEOUT_S = 2.0
-WORKER_NAME = "sc2-entropy-decode"
+WORKER_NAME = "sc2-entropy-coding"
 # A worker's reply when it died, or could not be sent its channels.
 DIED = ("died",)
 
 
-class DecodeWorkerError(RuntimeError):
+class ChannelWorkerError(RuntimeError):
     """A worker died, or failed other than on the payload: this frame is lost, the pool goes on."""
+
+
+class _Task(NamedTuple):
+    """A worker's share of a call: its channels first..stop - 1, whose indexes lie in the shared
+    memory `memory`. Decoding, the group's streams follow as bytes, channel c's at bounds[c - first]."""
+
+    op: str  # "encoding" or "decoding"
+    memory: str
+    first: int
+    stop: int
+    per_channel: int
+    bounds: list[int] | None = None
 
 
 @dataclass
@@ -41,7 +54,7 @@ class _Worker:
 
 
 class _SharedIndexes:
-    """The shared memory the workers write table indexes into, grown to the largest latent seen."""
+    """The shared memory that holds a latent's table indexes, grown to the largest latent seen."""
 
     def __init__(self) -> None:
         self.memory: SharedMemory | None = None
@@ -59,22 +72,23 @@ class _SharedIndexes:
             self.memory = None
 
 
-class DecodePool:
-    """Worker processes that decode the channels of an entropy payload: pass one to
-    `EntropyCodec(tables, decode_channels=pool)`.
+class ChannelPool:
+    """Worker processes that encode or decode the channels of an entropy payload: pass one to
+    `EntropyCodec(tables, pool)`, for either direction or both.
 
-    One decode at a time: the array a call returns lies in the pool's shared memory, which its next
-    call overwrites (EntropyCodec is done with it before it returns). A corrupt stream comes back as
-    the PayloadError the in-process decoder raises. A worker that dies costs its frame a
-    DecodeWorkerError and is restarted; the frame is not decoded in process instead, as a payload
-    that crashes a worker would then crash the tail. Close the pool, or use it as a context manager;
-    workers left open are stopped at interpreter exit. Like any spawned process, a worker first runs
-    the main script's unguarded top level: start pools from under `if __name__ == "__main__":`.
+    One call at a time: the indexes lie in the pool's shared memory, which its next call overwrites
+    (the array `decode` returns included; EntropyCodec is done with it before it returns). Encoded
+    bytes are those of in-process encoding. A corrupt stream comes back as the PayloadError the
+    in-process decoder raises. A worker that dies costs its frame a ChannelWorkerError and is
+    restarted; the frame is not coded in process instead, as a payload that crashes a worker would
+    then crash the tail. Close the pool, or use it as a context manager; workers left open are
+    stopped at interpreter exit. Like any spawned process, a worker first runs the main script's
+    unguarded top level: start pools from under `if __name__ == "__main__":`.
     """
 
     def __init__(self, tables: EntropyTables, workers: int) -> None:
         if workers < 1:
-            raise ValueError(f"a decode pool needs at least one worker, got {workers}")
+            raise ValueError(f"a channel pool needs at least one worker, got {workers}")
         self.tables = tables
         self._context = multiprocessing.get_context("spawn")
         groups = np.array_split(np.arange(tables.channels), min(workers, tables.channels))
@@ -93,36 +107,59 @@ class DecodePool:
     def close(self) -> None:
         self._finalizer()
 
-    def __enter__(self) -> "DecodePool":
+    def __enter__(self) -> "ChannelPool":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __call__(self, data: bytes, bounds: Sequence[int], per_channel: int) -> np.ndarray:
+    def encode(self, indexes: np.ndarray) -> list[bytes]:
+        """Each channel's ANS stream of the (channels, symbols per channel) int32 table indexes."""
+        per_channel = indexes.shape[1]
+        memory = self._reserve(per_channel)
+        np.ndarray(indexes.shape, INDEX_DTYPE, buffer=memory.buf)[:] = indexes
+        tasks = [
+            (_Task("encoding", memory.name, first, stop, per_channel), None) for first, stop in self._groups
+        ]
+        replies = self._run(tasks)
+        return [chunk for i in range(len(self._groups)) for chunk in replies[i][1]]
+
+    def decode(self, data: bytes, bounds: Sequence[int], per_channel: int) -> np.ndarray:
         """The (channels, per_channel) table indexes of the streams data[bounds[c]:bounds[c + 1]]."""
-        if not self._finalizer.alive:
-            raise RuntimeError("the decode pool is closed")
-        channels = self.tables.channels
-        memory = self._shared.reserve(channels * per_channel * INDEX_DTYPE.itemsize)
+        memory = self._reserve(per_channel)
         view = memoryview(data)
-        sent = []
-        for i, (first, stop) in enumerate(self._groups):
+        tasks = []
+        for first, stop in self._groups:
             local_bounds = [b - bounds[first] for b in bounds[first : stop + 1]]
-            request = (memory.name, first, stop, per_channel, local_bounds)
+            task = _Task("decoding", memory.name, first, stop, per_channel, local_bounds)
+            tasks.append((task, view[bounds[first] : bounds[stop]]))
+        self._run(tasks)
+        return np.ndarray((self.tables.channels, per_channel), INDEX_DTYPE, buffer=memory.buf)
+
+    def _reserve(self, per_channel: int) -> SharedMemory:
+        if not self._finalizer.alive:
+            raise RuntimeError("the channel pool is closed")
+        return self._shared.reserve(self.tables.channels * per_channel * INDEX_DTYPE.itemsize)
+
+    def _run(self, tasks: list[tuple[_Task, memoryview | None]]) -> dict[int, tuple]:
+        """Sends worker i its task (and streams), then collects every reply: ("ok", result) each, or
+        raises."""
+        sent = []
+        for i, (task, streams) in enumerate(tasks):
             try:
-                self._workers[i].conn.send(request)
-                self._workers[i].conn.send_bytes(view[bounds[first] : bounds[stop]])
+                self._workers[i].conn.send(task)
+                if streams is not None:
+                    self._workers[i].conn.send_bytes(streams)
                 sent.append(i)
             except OSError:  # died since the last frame
                 pass
         replies = self._collect(sent)
-        self._raise_failures(replies)
-        return np.ndarray((channels, per_channel), INDEX_DTYPE, buffer=memory.buf)
+        self._raise_failures(replies, tasks[0][0].op)
+        return replies
 
-    def _collect(self, sent: list[int]) -> dict[int, tuple | None]:
-        """Each worker's reply: None (decoded), ("payload", reason, message), ("error", traceback), DIED."""
-        replies: dict[int, tuple | None] = {i: DIED for i in range(len(self._workers)) if i not in sent}
+    def _collect(self, sent: list[int]) -> dict[int, tuple]:
+        """Each worker's reply: ("ok", result), ("payload", reason, message), ("error", traceback), DIED."""
+        replies: dict[int, tuple] = {i: DIED for i in range(len(self._workers)) if i not in sent}
         waiting = {self._workers[i].conn: i for i in sent}
         while waiting:
             for conn in wait(list(waiting)):
@@ -133,27 +170,25 @@ class DecodePool:
                     replies[i] = DIED
         return replies
 
-    def _raise_failures(self, replies: dict[int, tuple | None]) -> None:
-        """Restarts dead workers, then raises what the in-process decoder would have: the error of
-        the lowest failing channel group, as the in-process decoder stops at the first bad channel."""
+    def _raise_failures(self, replies: dict[int, tuple], op: str) -> None:
+        """Restarts dead workers, then raises what in-process coding would have: the error of the
+        lowest failing channel group, as the in-process decoder stops at the first bad channel."""
         dead = sorted(i for i, reply in replies.items() if reply == DIED)
         if dead:
             exits = [self._replace(i) for i in dead]
             self.restarts += len(dead)
-            raise DecodeWorkerError(
-                f"entropy decode worker(s) {', '.join(exits)} died while decoding a frame; "
+            raise ChannelWorkerError(
+                f"entropy coding worker(s) {', '.join(exits)} died while {op} a frame; "
                 "restarted, the frame is lost"
             )
         for i in sorted(replies):
             reply = replies[i]
-            if reply is None:
+            if reply[0] == "ok":
                 continue
             if reply[0] == "payload":
                 raise PayloadError(reply[1], reply[2])
             first, stop = self._groups[i]
-            raise DecodeWorkerError(
-                f"entropy decode worker failed on channels {first}-{stop - 1}:\n{reply[1]}"
-            )
+            raise ChannelWorkerError(f"entropy {op} failed on channels {first}-{stop - 1}:\n{reply[1]}")
 
     def _replace(self, i: int) -> str:
         """Restarts worker i; describes the one that died."""
@@ -178,48 +213,49 @@ class DecodePool:
                 worker.conn.recv()
             except EOFError:
                 _stop(started)
-                raise DecodeWorkerError(
-                    f"entropy decode worker (pid {worker.process.pid}) exited while starting, "
+                raise ChannelWorkerError(
+                    f"entropy coding worker (pid {worker.process.pid}) exited while starting, "
                     f"exit code {worker.process.exitcode}"
                 ) from None
         return started
 
 
 def _serve(conn: Connection, tables: EntropyTables) -> None:
-    """A worker: decodes the channel groups it is sent into the shared memory they name."""
+    """A worker: codes the channel groups it is sent, their indexes in the shared memory they name."""
     models = channel_models(tables)
     conn.send(None)  # ready
     memory: SharedMemory | None = None
     while True:
         try:
-            name, first, stop, per_channel, bounds = conn.recv()
-            data = conn.recv_bytes()
-        except EOFError:  # the pool closed, or the tail process is gone
+            task = conn.recv()
+            streams = conn.recv_bytes() if task.op == "decoding" else b""
+        except EOFError:  # the pool closed, or its process is gone
             return
-        if memory is None or memory.name != name:  # the pool grew its memory
+        if memory is None or memory.name != task.memory:  # the pool grew its memory
             if memory is not None:
                 memory.close()
-            memory = SharedMemory(name)
-        reply = _decode_group(models, data, bounds, range(first, stop), memory, per_channel)
-        conn.send(reply)
+            memory = SharedMemory(task.memory)
+        conn.send(_code_group(models, task, streams, memory))
 
 
-def _decode_group(
-    models: list, data: bytes, bounds: list[int], channels: range, memory: SharedMemory, per_channel: int
-) -> tuple | None:
-    out = np.ndarray(
-        (len(channels), per_channel),
+def _code_group(models: list, task: _Task, streams: bytes, memory: SharedMemory) -> tuple:
+    channels = range(task.first, task.stop)
+    # A view that dies with this call: the memory cannot be closed while one is alive.
+    rows = np.ndarray(
+        (len(channels), task.per_channel),
         INDEX_DTYPE,
         buffer=memory.buf,
-        offset=channels.start * per_channel * INDEX_DTYPE.itemsize,
+        offset=task.first * task.per_channel * INDEX_DTYPE.itemsize,
     )
     try:
-        ans_decode_channels(models, data, bounds, channels, out)
+        if task.op == "encoding":
+            return ("ok", ans_encode_channels(models, rows, channels))
+        ans_decode_channels(models, streams, task.bounds, channels, rows)
     except PayloadError as err:
         return ("payload", err.reason, str(err))
     except Exception:
         return ("error", traceback.format_exc())
-    return None
+    return ("ok", None)
 
 
 def _close(workers: list[_Worker], shared: _SharedIndexes) -> None:

@@ -7,10 +7,10 @@ the head needs no torch: one stream per channel, then one chunk with the escaped
 """
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any
+from typing import Any, Protocol
 
 import constriction
 import numpy as np
@@ -21,9 +21,18 @@ TABLE_FIELDS = ("quantized_cdf", "cdf_length", "offset", "medians", "precision")
 # Escaped values are uint32-sized (int32 symbols minus int32 offsets, zigzagged): 5 LEB128 bytes at most.
 MAX_VARINT_BYTES = 5
 INT32_LIMIT = 2**31
-# Channel c's ANS stream is data[bounds[c]:bounds[c + 1]]; returns the (channels, symbols per channel)
-# table indexes as int32. In process by default, or a DecodePool's worker processes.
-ChannelDecoder = Callable[[bytes, Sequence[int], int], np.ndarray]
+
+
+class ChannelCoder(Protocol):
+    """What ANS-codes each channel's table indexes: InProcessChannels, or a ChannelPool's workers."""
+
+    def encode(self, indexes: np.ndarray) -> list[bytes]:
+        """Each channel's stream of the (channels, symbols per channel) int32 indexes."""
+        ...
+
+    def decode(self, data: bytes, bounds: Sequence[int], per_channel: int) -> np.ndarray:
+        """The (channels, per_channel) int32 indexes; channel c's stream is data[bounds[c]:bounds[c + 1]]."""
+        ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,10 +109,9 @@ class EntropyCodec:
     name = "entropy"
     version = 1
 
-    def __init__(self, tables: EntropyTables, decode_channels: ChannelDecoder | None = None) -> None:
+    def __init__(self, tables: EntropyTables, channels: ChannelCoder | None = None) -> None:
         self.tables = tables
-        self._models = channel_models(tables)
-        self._decode_channels = decode_channels or self._decode_channels_in_process
+        self._channels = channels or InProcessChannels(tables)
         # compressai's escape symbol: the last table entry, `cdf_length - 2`.
         self._escape = tables.cdf_length.astype(np.int64)[:, None] - 2
         self._offset = tables.offset.astype(np.int64)[:, None]
@@ -126,7 +134,7 @@ class EntropyCodec:
             raw = np.where(values < 0, -2 * values - 1, 2 * (values - escape))
         else:
             raw = np.zeros(0, np.int64)
-        chunks = [_ans_encode(row, model) for row, model in zip(indexes, self._models, strict=True)]
+        chunks = self._channels.encode(indexes)
         chunks.append(_encode_varints(raw))
         return EncodedTensor(
             codec=self.name,
@@ -157,7 +165,7 @@ class EntropyCodec:
         check_length(len(enc.data), sum(enc.chunk_sizes), "entropy data (the sum of its chunk sizes)")
         bounds = list(accumulate(enc.chunk_sizes, initial=0))
         per_channel = math.prod(expected_shape) // channels
-        indexes = self._decode_channels(enc.data, bounds, per_channel)
+        indexes = self._channels.decode(enc.data, bounds, per_channel)
         escaped = indexes == self._escape32.astype(indexes.dtype)
         raw = _decode_varints(enc.data[bounds[channels] :], int(escaped.sum())).astype(np.int64)
         symbols = (indexes + self._offset32).astype(np.int32)  # compressai's symbols are int32
@@ -171,9 +179,19 @@ class EntropyCodec:
         n, _, *rest = expected_shape
         return np.ascontiguousarray(np.moveaxis(symbols.reshape(channels, n, *rest), 0, 1))
 
-    def _decode_channels_in_process(self, data: bytes, bounds: Sequence[int], per_channel: int) -> np.ndarray:
-        indexes = np.empty((self.tables.channels, per_channel), np.int32)
-        ans_decode_channels(self._models, data, bounds, range(self.tables.channels), indexes)
+
+class InProcessChannels:
+    """Codes the channels one after another in the caller's process."""
+
+    def __init__(self, tables: EntropyTables) -> None:
+        self._models = channel_models(tables)
+
+    def encode(self, indexes: np.ndarray) -> list[bytes]:
+        return ans_encode_channels(self._models, indexes, range(len(self._models)))
+
+    def decode(self, data: bytes, bounds: Sequence[int], per_channel: int) -> np.ndarray:
+        indexes = np.empty((len(self._models), per_channel), np.int32)
+        ans_decode_channels(self._models, data, bounds, range(len(self._models)), indexes)
         return indexes
 
 
@@ -186,11 +204,18 @@ def channel_models(tables: EntropyTables) -> list[Any]:
     ]
 
 
+def ans_encode_channels(models: Sequence[Any], indexes: np.ndarray, channels: range) -> list[bytes]:
+    """The ANS stream of each of `channels`, the i-th from row i of `indexes`: the encoding loop of both
+    InProcessChannels and a ChannelPool's workers."""
+    return [_ans_encode(row, models[channel]) for row, channel in zip(indexes, channels, strict=True)]
+
+
 def ans_decode_channels(
     models: Sequence[Any], data: bytes, bounds: Sequence[int], channels: range, out: np.ndarray
 ) -> None:
     """Decodes `channels`, the i-th of them from data[bounds[i]:bounds[i + 1]], into the rows of `out`
-    (one row of table indexes each): the decoding loop of both the codec and a DecodePool's workers."""
+    (one row of table indexes each): the decoding loop of both InProcessChannels and a ChannelPool's
+    workers."""
     for row, channel in enumerate(channels):
         chunk = data[bounds[row] : bounds[row + 1]]
         out[row] = _ans_decode(chunk, models[channel], out.shape[1], channel)

@@ -48,6 +48,12 @@ PARAMETERS = {
         "cpu", "cpu or cuda (ONNX Runtime's CUDA provider or torch); TensorRT always runs on the GPU"
     ),
     "codec": Param("entropy", "bottleneck codec; the model's metadata lists those it supports", CODECS),
+    "encode_workers": Param(
+        0,
+        "processes that entropy-code each frame's latent, a group of channels each; 0: in this node's "
+        "process. A GPU encoder outruns one coding core on large latents: give it 2 to 4",
+        bounds=(0, 64),
+    ),
     "max_rate": Param(
         0.0,
         "most frames encoded per second (Hz); 0: as many as camera and encoder allow",
@@ -74,7 +80,7 @@ class HeadNode(Node):
             p["engine_file_path"],
             p["device"],
         )
-        self.pipeline = HeadPipeline(self.metadata, backend, p["codec"])
+        self.pipeline = HeadPipeline(self.metadata, backend, p["codec"], p["encode_workers"])
         self.min_period_s = 1.0 / p["max_rate"] if p["max_rate"] > 0 else 0.0
         self.publisher = self.create_publisher(Bottleneck, "bottleneck", BOTTLENECK_QOS)
         self.window = LatencyWindow()
@@ -91,9 +97,11 @@ class HeadNode(Node):
         self.create_timer(self.summary_period_s, self.log_summary)
         self.encoder = NewestWinsWorker(self._encode_paced, self._count_failure, name="head_encoder")
         m = self.metadata
+        pool = self.pipeline.encode_pool
+        coding = "in process" if pool is None else f"on processes {pool.pids}"
         self.get_logger().info(
-            f"model {m.model_id}: {backend.name} backend on {p['device']}, {p['codec']} codec, head input "
-            f"{m.input_width}x{m.input_height}; frames from {self.subscription.topic_name} "
+            f"model {m.model_id}: {backend.name} backend on {p['device']}, {p['codec']} codec ({coding}), "
+            f"head input {m.input_width}x{m.input_height}; frames from {self.subscription.topic_name} "
             f"({p['qos_reliability']}), bottlenecks to {self.publisher.topic_name}"
         )
 
@@ -179,6 +187,7 @@ class HeadNode(Node):
     def destroy_node(self) -> None:
         self._stopping.set()
         self.encoder.close()
+        self.pipeline.close()
         super().destroy_node()
 
 
