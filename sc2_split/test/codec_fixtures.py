@@ -31,3 +31,13 @@ def escaping_latent(tables: EntropyTables, shape: tuple[int, ...], seed: int = 0
     x.reshape(-1)[::53] = 40.0
     x.reshape(-1)[7::61] = -3e5
     return x
+
+
+def pool_latents(tables: EntropyTables, shape: tuple[int, ...]) -> list[np.ndarray]:
+    """Latents for a channel pool: `shape`, a larger batch of two (its shared memory grows), a small
+    one (and shrinks), then one without escaped values."""
+    channels = shape[1]
+    shapes = [shape, (2, channels, 40, 56), (1, channels, 3, 5)]
+    latents = [escaping_latent(tables, s, seed) for seed, s in enumerate(shapes)]
+    latents.append(np.broadcast_to(tables.medians.reshape(1, -1, 1, 1), shape).astype(np.float32))
+    return latents

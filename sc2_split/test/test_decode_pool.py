@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from codec_fixtures import escaping_latent, laplace_tables
+from codec_fixtures import escaping_latent, laplace_tables, pool_latents
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sc2_split.codecs import EncodedTensor, PayloadError
@@ -58,10 +58,7 @@ def chunks() -> list[bytes]:
 
 
 def test_pooled_decode_equals_in_process_decode_bit_for_bit(pooled: EntropyCodec) -> None:
-    # Small, larger (the shared memory grows), then small again; a batch of two; no escapes at all.
-    shapes = [SHAPE, (2, CHANNELS, 40, 56), (1, CHANNELS, 3, 5)]
-    latents = [escaping_latent(TABLES, shape, seed) for seed, shape in enumerate(shapes)]
-    latents.append(np.broadcast_to(TABLES.medians.reshape(1, -1, 1, 1), SHAPE).astype(np.float32))
+    latents = pool_latents(TABLES, SHAPE)
     for x in latents:
         enc = IN_PROCESS.encode(x)
         expected = IN_PROCESS.decode(enc, x.shape)

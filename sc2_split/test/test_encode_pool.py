@@ -5,9 +5,8 @@ on; a closed pool refuses."""
 import os
 import signal
 
-import numpy as np
 import pytest
-from codec_fixtures import escaping_latent, laplace_tables
+from codec_fixtures import escaping_latent, laplace_tables, pool_latents
 from sc2_split.codecs.channel_pool import ChannelPool, ChannelWorkerError
 from sc2_split.codecs.entropy import EntropyCodec
 
@@ -25,10 +24,7 @@ def pooled() -> EntropyCodec:
 
 
 def test_pooled_encode_sends_the_bytes_of_in_process_encode(pooled: EntropyCodec) -> None:
-    # Small, larger (the shared memory grows), then small again; a batch of two; no escapes at all.
-    shapes = [SHAPE, (2, CHANNELS, 40, 56), (1, CHANNELS, 3, 5)]
-    latents = [escaping_latent(TABLES, shape, seed) for seed, shape in enumerate(shapes)]
-    latents.append(np.broadcast_to(TABLES.medians.reshape(1, -1, 1, 1), SHAPE).astype(np.float32))
+    latents = pool_latents(TABLES, SHAPE)
     for x in latents:
         expected = IN_PROCESS.encode(x)
         assert pooled.encode(x) == expected
