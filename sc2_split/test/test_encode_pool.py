@@ -5,6 +5,7 @@ on; a closed pool refuses."""
 import os
 import signal
 
+import numpy as np
 import pytest
 from codec_fixtures import escaping_latent, laplace_tables, pool_latents
 from sc2_split.codecs.channel_pool import ChannelPool, ChannelWorkerError
@@ -37,6 +38,17 @@ def test_pooled_encode_round_trips_through_either_decoder(pooled: EntropyCodec) 
     expected = IN_PROCESS.decode(IN_PROCESS.encode(x), x.shape)
     assert IN_PROCESS.decode(enc, x.shape).tobytes() == expected.tobytes()
     assert pooled.decode(enc, x.shape).tobytes() == expected.tobytes()
+
+
+def test_pooled_encode_refuses_a_latent_without_int32_symbols_as_in_process_encode_does(
+    pooled: EntropyCodec,
+) -> None:
+    x = LATENT.copy()
+    x[0, -1, 0, 0] = np.nan  # in the last channel group
+    for codec in (IN_PROCESS, pooled):
+        with pytest.raises(ValueError, match="NaN, infinite or huge"):
+            codec.encode(x)
+    assert pooled.encode(LATENT) == IN_PROCESS.encode(LATENT)  # the pool goes on
 
 
 def test_a_killed_worker_costs_one_frame_a_clear_error_then_the_pool_goes_on() -> None:

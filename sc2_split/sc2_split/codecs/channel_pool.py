@@ -2,10 +2,12 @@
 outruns a single encoding core, a tail whose network outruns a single decoding core.
 
 constriction holds the GIL, so threads gain nothing; but each channel's ANS stream is independent,
-so each worker codes a contiguous group of channels. The table indexes travel through shared memory
-(the workers read them to encode, write them when decoding); only the compressed streams are
-pickled. EntropyCodec still computes the indexes and escaped values, and checks payloads, in the
-caller's process. Workers are spawned, never forked: the tail process has torch and CUDA initialised.
+so each worker codes a contiguous group of channels. Encoding, the float32 latent rows travel
+through shared memory and each worker computes its channels' symbols, table indexes, escaped values
+and streams; decoding, the workers write the table indexes there. Only the compressed streams (and
+the escaped values) are pickled. EntropyCodec still maps escaped values back, and checks payloads,
+in the caller's process. Workers are spawned, never forked: the tail process has torch and CUDA
+initialised.
 """
 
 import multiprocessing
@@ -20,10 +22,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sc2_split.codecs.entropy import EntropyTables, ans_decode_channels, ans_encode_channels, channel_models
+from sc2_split.codecs.entropy import EntropyTables, ans_decode_channels, channel_models, encode_channel_rows
 from sc2_split.codecs.payload import PayloadError
 
-INDEX_DTYPE = np.dtype(np.int32)
+INDEX_DTYPE = np.dtype(np.int32)  # decoding: the table indexes
+LATENT_DTYPE = np.dtype(np.float32)  # encoding: the latent's rows
 # How long close() lets a worker finish before terminating it.
 STOP_TIMEOUT_S = 2.0
 WORKER_NAME = "sc2-entropy-coding"
@@ -36,8 +39,9 @@ class ChannelWorkerError(RuntimeError):
 
 
 class _Task(NamedTuple):
-    """A worker's share of a call: its channels first..stop - 1, whose indexes lie in the shared
-    memory `memory`. Decoding, the group's streams follow as bytes, channel c's at bounds[c - first]."""
+    """A worker's share of a call: its channels first..stop - 1, whose latent rows (encoding) or table
+    indexes (decoding) lie in the shared memory `memory`. Decoding, the group's streams follow as
+    bytes, channel c's at bounds[c - first]."""
 
     op: str  # "encoding" or "decoding"
     memory: str
@@ -53,8 +57,8 @@ class _Worker:
     conn: Connection
 
 
-class _SharedIndexes:
-    """The shared memory that holds a latent's table indexes, grown to the largest latent seen."""
+class _SharedRows:
+    """The shared memory that holds a latent's rows or table indexes, grown to the largest latent seen."""
 
     def __init__(self) -> None:
         self.memory: SharedMemory | None = None
@@ -76,10 +80,11 @@ class ChannelPool:
     """Worker processes that encode or decode the channels of an entropy payload: pass one to
     `EntropyCodec(tables, pool)`, for either direction or both.
 
-    One call at a time: the indexes lie in the pool's shared memory, which its next call overwrites
-    (the array `decode` returns included; EntropyCodec is done with it before it returns). Encoded
-    bytes are those of in-process encoding. A corrupt stream comes back as the PayloadError the
-    in-process decoder raises. A worker that dies costs its frame a ChannelWorkerError and is
+    One call at a time: the latent rows or indexes lie in the pool's shared memory, which its next
+    call overwrites (the array `decode` returns included; EntropyCodec is done with it before it
+    returns). Encoded bytes are those of in-process encoding, and a latent without int32 symbols
+    raises the same ValueError. A corrupt stream comes back as the PayloadError the in-process
+    decoder raises. A worker that dies costs its frame a ChannelWorkerError and is
     restarted; the frame is not coded in process instead, as a payload that crashes a worker would
     then crash the tail. Close the pool, or use it as a context manager; workers left open are
     stopped at interpreter exit. Like any spawned process, a worker first runs the main script's
@@ -94,7 +99,7 @@ class ChannelPool:
         groups = np.array_split(np.arange(tables.channels), min(workers, tables.channels))
         self._groups = [(int(g[0]), int(g[-1]) + 1) for g in groups]
         self._workers: list[_Worker] = []
-        self._shared = _SharedIndexes()
+        self._shared = _SharedRows()
         self._finalizer = weakref.finalize(self, _close, self._workers, self._shared)
         self._workers += self._start(len(self._groups))
         self.restarts = 0
@@ -113,16 +118,20 @@ class ChannelPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def encode(self, indexes: np.ndarray) -> list[bytes]:
-        """Each channel's ANS stream of the (channels, symbols per channel) int32 table indexes."""
-        per_channel = indexes.shape[1]
+    def encode(self, rows: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+        """Each channel's ANS stream of the latent's (channels, elements per channel) rows, and the
+        escaped values of all channels in channel order."""
+        per_channel = rows.shape[1]
         memory = self._reserve(per_channel)
-        np.ndarray(indexes.shape, INDEX_DTYPE, buffer=memory.buf)[:] = indexes
+        np.ndarray(rows.shape, LATENT_DTYPE, buffer=memory.buf)[:] = rows
         tasks = [
             (_Task("encoding", memory.name, first, stop, per_channel), None) for first, stop in self._groups
         ]
         replies = self._run(tasks)
-        return [chunk for i in range(len(self._groups)) for chunk in replies[i][1]]
+        results = [replies[i][1] for i in range(len(self._groups))]  # (chunks, raw) of each group
+        return [chunk for chunks, _ in results for chunk in chunks], np.concatenate(
+            [raw for _, raw in results]
+        )
 
     def decode(self, data: bytes, bounds: Sequence[int], per_channel: int) -> np.ndarray:
         """The (channels, per_channel) table indexes of the streams data[bounds[c]:bounds[c + 1]]."""
@@ -139,7 +148,8 @@ class ChannelPool:
     def _reserve(self, per_channel: int) -> SharedMemory:
         if not self._finalizer.alive:
             raise RuntimeError("the channel pool is closed")
-        return self._shared.reserve(self.tables.channels * per_channel * INDEX_DTYPE.itemsize)
+        itemsize = max(INDEX_DTYPE.itemsize, LATENT_DTYPE.itemsize)
+        return self._shared.reserve(self.tables.channels * per_channel * itemsize)
 
     def _run(self, tasks: list[tuple[_Task, memoryview | None]]) -> dict[int, tuple]:
         """Sends worker i its task (and streams), then collects every reply: ("ok", result) each, or
@@ -158,7 +168,8 @@ class ChannelPool:
         return replies
 
     def _collect(self, sent: list[int]) -> dict[int, tuple]:
-        """Each worker's reply: ("ok", result), ("payload", reason, message), ("error", traceback), DIED."""
+        """Each worker's reply: ("ok", result), ("payload", reason, message), ("value", message),
+        ("error", traceback), DIED."""
         replies: dict[int, tuple] = {i: DIED for i in range(len(self._workers)) if i not in sent}
         waiting = {self._workers[i].conn: i for i in sent}
         while waiting:
@@ -172,7 +183,7 @@ class ChannelPool:
 
     def _raise_failures(self, replies: dict[int, tuple], op: str) -> None:
         """Restarts dead workers, then raises what in-process coding would have: the error of the
-        lowest failing channel group, as the in-process decoder stops at the first bad channel."""
+        lowest failing channel group, as in-process coding stops at the first bad channel."""
         dead = sorted(i for i, reply in replies.items() if reply == DIED)
         if dead:
             exits = [self._replace(i) for i in dead]
@@ -187,6 +198,8 @@ class ChannelPool:
                 continue
             if reply[0] == "payload":
                 raise PayloadError(reply[1], reply[2])
+            if reply[0] == "value":
+                raise ValueError(reply[1])
             first, stop = self._groups[i]
             raise ChannelWorkerError(f"entropy {op} failed on channels {first}-{stop - 1}:\n{reply[1]}")
 
@@ -221,7 +234,7 @@ class ChannelPool:
 
 
 def _serve(conn: Connection, tables: EntropyTables) -> None:
-    """A worker: codes the channel groups it is sent, their indexes in the shared memory they name."""
+    """A worker: codes the channel groups it is sent, their rows in the shared memory they name."""
     models = channel_models(tables)
     conn.send(None)  # ready
     memory: SharedMemory | None = None
@@ -235,30 +248,35 @@ def _serve(conn: Connection, tables: EntropyTables) -> None:
             if memory is not None:
                 memory.close()
             memory = SharedMemory(task.memory)
-        conn.send(_code_group(models, task, streams, memory))
+        conn.send(_code_group(models, tables, task, streams, memory))
 
 
-def _code_group(models: list, task: _Task, streams: bytes, memory: SharedMemory) -> tuple:
+def _code_group(
+    models: list, tables: EntropyTables, task: _Task, streams: bytes, memory: SharedMemory
+) -> tuple:
     channels = range(task.first, task.stop)
+    dtype = LATENT_DTYPE if task.op == "encoding" else INDEX_DTYPE
     # A view that dies with this call: the memory cannot be closed while one is alive.
     rows = np.ndarray(
         (len(channels), task.per_channel),
-        INDEX_DTYPE,
+        dtype,
         buffer=memory.buf,
-        offset=task.first * task.per_channel * INDEX_DTYPE.itemsize,
+        offset=task.first * task.per_channel * dtype.itemsize,
     )
     try:
         if task.op == "encoding":
-            return ("ok", ans_encode_channels(models, rows, channels))
+            return ("ok", encode_channel_rows(models, tables, rows, channels))
         ans_decode_channels(models, streams, task.bounds, channels, rows)
-    except PayloadError as err:
-        return ("payload", err.reason, str(err))
-    except Exception:
+    except Exception as err:
+        if isinstance(err, PayloadError):  # a corrupt stream
+            return ("payload", err.reason, str(err))
+        if isinstance(err, ValueError) and task.op == "encoding":  # a latent value without a symbol
+            return ("value", str(err))
         return ("error", traceback.format_exc())
     return ("ok", None)
 
 
-def _close(workers: list[_Worker], shared: _SharedIndexes) -> None:
+def _close(workers: list[_Worker], shared: _SharedRows) -> None:
     _stop(workers)
     shared.release()
 

@@ -24,10 +24,11 @@ INT32_LIMIT = 2**31
 
 
 class ChannelCoder(Protocol):
-    """What ANS-codes each channel's table indexes: InProcessChannels, or a ChannelPool's workers."""
+    """What codes each channel: InProcessChannels, or a ChannelPool's workers."""
 
-    def encode(self, indexes: np.ndarray) -> list[bytes]:
-        """Each channel's stream of the (channels, symbols per channel) int32 indexes."""
+    def encode(self, rows: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+        """Each channel's stream of the latent's (channels, elements per channel) rows, and the escaped
+        values of all channels in channel order; raises ValueError where a value has no int32 symbol."""
         ...
 
     def decode(self, data: bytes, bounds: Sequence[int], per_channel: int) -> np.ndarray:
@@ -84,17 +85,9 @@ class EntropyTables:
 
 def to_symbols(latent: np.ndarray, tables: EntropyTables) -> np.ndarray:
     """compressai's `quantize(x, "symbols", medians)`: round(x - median) half to even, in float32."""
-    if latent.ndim < 2 or latent.shape[1] != tables.channels:
-        raise ValueError(
-            f"latent shape {latent.shape} is not (N, {tables.channels}, ...) as the tables expect"
-        )
+    _check_latent_shape(latent, tables)
     medians = tables.medians.reshape(1, -1, *([1] * (latent.ndim - 2)))
-    rounded = np.rint(latent.astype(np.float32) - medians)
-    if not np.all(np.abs(rounded) < INT32_LIMIT):  # also false for NaN
-        raise ValueError(
-            "latent has NaN, infinite or huge values that compressai's int32 symbols cannot hold"
-        )
-    return rounded.astype(np.int32)  # compressai's symbols are int32 too
+    return _rounded_symbols(latent.astype(np.float32, copy=False), medians)
 
 
 def from_symbols(symbols: np.ndarray, tables: EntropyTables) -> np.ndarray:
@@ -112,29 +105,14 @@ class EntropyCodec:
     def __init__(self, tables: EntropyTables, channels: ChannelCoder | None = None) -> None:
         self.tables = tables
         self._channels = channels or InProcessChannels(tables)
-        # compressai's escape symbol: the last table entry, `cdf_length - 2`.
-        self._escape = tables.cdf_length.astype(np.int64)[:, None] - 2
+        self._escape = _escape_indexes(tables).astype(np.int64)[:, None]
         self._offset = tables.offset.astype(np.int64)[:, None]
         self._offset32, self._escape32 = self._offset.astype(np.int32), self._escape.astype(np.uint32)
 
     def encode(self, latent: np.ndarray) -> EncodedTensor:
         dtype = latent_dtype(latent)
-        # Table indexes in int32, the hot path (a frame's latent has ~10^5-10^6 elements); the
-        # escaped values, few, are mapped in int64 (symbol - offset can leave the int32 range).
-        symbols = _channel_rows(to_symbols(latent, self.tables))
-        indexes = symbols - self._offset32
-        # One unsigned comparison: a negative index is a huge unsigned one and is escaped too, and so
-        # is an index that wrapped around in int32 (its magnitude is then close to 2**31).
-        escaped = indexes.view(np.uint32) >= self._escape32
-        if escaped.any():
-            values = symbols[escaped].astype(np.int64) - np.broadcast_to(self._offset, symbols.shape)[escaped]
-            escape = np.broadcast_to(self._escape, symbols.shape)[escaped]
-            indexes[escaped] = escape
-            # compressai's mapping of an escaped value to a non-negative integer (odd below, even above).
-            raw = np.where(values < 0, -2 * values - 1, 2 * (values - escape))
-        else:
-            raw = np.zeros(0, np.int64)
-        chunks = self._channels.encode(indexes)
+        _check_latent_shape(latent, self.tables)
+        chunks, raw = self._channels.encode(_channel_rows(latent))
         chunks.append(_encode_varints(raw))
         return EncodedTensor(
             codec=self.name,
@@ -184,10 +162,11 @@ class InProcessChannels:
     """Codes the channels one after another in the caller's process."""
 
     def __init__(self, tables: EntropyTables) -> None:
+        self.tables = tables
         self._models = channel_models(tables)
 
-    def encode(self, indexes: np.ndarray) -> list[bytes]:
-        return ans_encode_channels(self._models, indexes, range(len(self._models)))
+    def encode(self, rows: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+        return encode_channel_rows(self._models, self.tables, rows, range(len(self._models)))
 
     def decode(self, data: bytes, bounds: Sequence[int], per_channel: int) -> np.ndarray:
         indexes = np.empty((len(self._models), per_channel), np.int32)
@@ -204,10 +183,31 @@ def channel_models(tables: EntropyTables) -> list[Any]:
     ]
 
 
-def ans_encode_channels(models: Sequence[Any], indexes: np.ndarray, channels: range) -> list[bytes]:
-    """The ANS stream of each of `channels`, the i-th from row i of `indexes`: the encoding loop of both
-    InProcessChannels and a ChannelPool's workers."""
-    return [_ans_encode(row, models[channel]) for row, channel in zip(indexes, channels, strict=True)]
+def encode_channel_rows(
+    models: Sequence[Any], tables: EntropyTables, rows: np.ndarray, channels: range
+) -> tuple[list[bytes], np.ndarray]:
+    """The ANS stream of each of `channels`, the i-th from latent row i of `rows`, and their escaped
+    values in channel order: the encoding work of both InProcessChannels and a ChannelPool's workers.
+    Raises ValueError where a value has no int32 symbol. Channel by channel, so that the temporary
+    arrays stay small (a frame's latent has ~10^5-10^6 elements)."""
+    escapes = _escape_indexes(tables)
+    chunks, raws = [], []
+    for row, channel in zip(rows, channels, strict=True):
+        # Table indexes in int32, the hot path; the escaped values, few, are mapped in int64
+        # (symbol - offset can leave the int32 range).
+        symbols = _rounded_symbols(row.astype(np.float32, copy=False), tables.medians[channel])
+        offset, escape = tables.offset[channel], escapes[channel]
+        indexes = symbols - offset
+        # One unsigned comparison: a negative index is a huge unsigned one and is escaped too, and so
+        # is an index that wrapped around in int32 (its magnitude is then close to 2**31).
+        escaped = indexes.view(np.uint32) >= np.uint32(escape)
+        if escaped.any():
+            values = symbols[escaped].astype(np.int64) - np.int64(offset)
+            indexes[escaped] = escape
+            # compressai's mapping of an escaped value to a non-negative integer (odd below, even above).
+            raws.append(np.where(values < 0, -2 * values - 1, 2 * (values - np.int64(escape))))
+        chunks.append(_ans_encode(indexes, models[channel]))
+    return chunks, np.concatenate(raws) if raws else np.zeros(0, np.int64)
 
 
 def ans_decode_channels(
@@ -219,6 +219,29 @@ def ans_decode_channels(
     for row, channel in enumerate(channels):
         chunk = data[bounds[row] : bounds[row + 1]]
         out[row] = _ans_decode(chunk, models[channel], out.shape[1], channel)
+
+
+def _check_latent_shape(latent: np.ndarray, tables: EntropyTables) -> None:
+    if latent.ndim < 2 or latent.shape[1] != tables.channels:
+        raise ValueError(
+            f"latent shape {latent.shape} is not (N, {tables.channels}, ...) as the tables expect"
+        )
+
+
+def _rounded_symbols(latent: np.ndarray, medians: np.ndarray) -> np.ndarray:
+    """round(latent - medians) half to even, as int32 like compressai's symbols; float32 in."""
+    rounded = np.subtract(latent, medians)
+    np.rint(rounded, out=rounded)
+    if rounded.size and not (rounded.min() > -INT32_LIMIT and rounded.max() < INT32_LIMIT):  # NaN too
+        raise ValueError(
+            "latent has NaN, infinite or huge values that compressai's int32 symbols cannot hold"
+        )
+    return rounded.astype(np.int32)
+
+
+def _escape_indexes(tables: EntropyTables) -> np.ndarray:
+    """compressai's escape symbol of each channel: the last table entry, `cdf_length - 2`."""
+    return tables.cdf_length - 2
 
 
 def _channel_rows(tensor: np.ndarray) -> np.ndarray:
