@@ -29,6 +29,7 @@ from sc2_split.ros.overlay import draw_detections
 from sc2_split.ros.topics import LABEL_INFO_QOS, RESULTS_QOS, camera_qos
 from sc2_split_msgs.msg import SplitStats
 
+RESEND_S = 10.0  # s before an unanswered frame is published again
 STAGES = ("preprocess_ms", "encode_ms", "codec_ms", "transport_ms", "decode_ms", "tail_ms", "end_to_end_ms")
 
 
@@ -94,10 +95,8 @@ def _exchange(camera: Camera, frames: list[Path], args: argparse.Namespace) -> i
     rows = []
     for path in frames:
         rgb = np.asarray(Image.open(path).convert("RGB"))
-        header = Header(stamp=camera.get_clock().now().to_msg(), frame_id="camera_optical_frame")
-        camera.publisher.publish(rgb_to_image(rgb, header))
-        stamp = (header.stamp.sec, header.stamp.nanosec)
-        if not spin_until(camera, lambda s=stamp: s in camera.detections and s in camera.stats, args.timeout):
+        stamp = _send(camera, rgb, args.timeout)
+        if stamp is None:
             print(f"{path.name}: no detections within {args.timeout:.0f} s", file=sys.stderr)
             return 1
         detections, stats = camera.detections[stamp], camera.stats[stamp]
@@ -114,6 +113,27 @@ def _exchange(camera: Camera, frames: list[Path], args: argparse.Namespace) -> i
         rows.append((stats, q90, len(encode_image(rgb, quality=75)), rgb.nbytes))
     _summary(rows, args)
     return 0
+
+
+def _send(camera: Camera, rgb: np.ndarray, timeout: float) -> tuple[int, int] | None:
+    """Publishes the frame until its detections and stats come back; returns their stamp.
+
+    The head's first bottleneck can leave before the head and the tail have matched (the topic keeps
+    no history for late subscribers), so an unanswered frame goes out again, freshly stamped, every
+    RESEND_S.
+    """
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        header = Header(stamp=camera.get_clock().now().to_msg(), frame_id="camera_optical_frame")
+        camera.publisher.publish(rgb_to_image(rgb, header))
+        stamp = (header.stamp.sec, header.stamp.nanosec)
+
+        def answered(s: tuple[int, int] = stamp) -> bool:
+            return s in camera.detections and s in camera.stats
+
+        if spin_until(camera, answered, min(RESEND_S, left)):
+            return stamp
+    return None
 
 
 def _summary(rows: list, args: argparse.Namespace) -> None:
