@@ -6,7 +6,6 @@ geometry are checked against this tail's model before anything is allocated or r
 
 import copy
 import time
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -15,7 +14,8 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 from sc2_split.codecs import CODECS, make_codec
 from sc2_split.codecs.channel_pool import ChannelPool
-from sc2_split.codecs.payload import EncodedTensor, PayloadError
+from sc2_split.codecs.payload import PayloadError
+from sc2_split.frames import CodedFrame, Detections
 from sc2_split.geometry import ImageGeometry
 from sc2_split.models.build import build_detector, model_id
 from sc2_split.models.config import checkpoint_path, config_path, load_class_names, load_model_config
@@ -25,15 +25,6 @@ from sc2_split.models.split import Tail, entropy_bottleneck
 
 # Largest source frame accepted, per side: far beyond any camera, small enough to bound memory.
 MAX_IMAGE_SIDE = 16384
-
-
-@dataclass(frozen=True)
-class Detections:
-    boxes: np.ndarray  # (N, 4) float32, x1 y1 x2 y2 in source-frame pixels
-    scores: np.ndarray  # (N,) float32
-    labels: np.ndarray  # (N,) int64, indexes into the model's class names
-    decode_ms: float
-    tail_ms: float
 
 
 class TailPipeline:
@@ -110,19 +101,20 @@ class TailPipeline:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __call__(self, encoded: EncodedTensor, model_id: str, geometry: ImageGeometry) -> Detections:
+    def __call__(self, frame: CodedFrame) -> Detections:
         t0 = time.perf_counter()
-        latent = self.decode(encoded, model_id, geometry)
+        latent = self.decode(frame)
         t1 = time.perf_counter()
-        result = self.detect(latent, geometry)
+        result = self.detect(latent, frame.geometry)
         t2 = time.perf_counter()
         return Detections(**result, decode_ms=1e3 * (t1 - t0), tail_ms=1e3 * (t2 - t1))
 
-    def decode(self, encoded: EncodedTensor, model_id: str, geometry: ImageGeometry) -> np.ndarray:
-        """The latent of a payload, once every field is checked against this tail's model."""
-        if model_id != self.model_id:
+    def decode(self, frame: CodedFrame) -> np.ndarray:
+        """The latent of a coded frame, once every field is checked against this tail's model."""
+        encoded, geometry = frame.encoded, frame.geometry
+        if frame.model_id != self.model_id:
             raise PayloadError(
-                "model", f"payload from model {model_id!r}, this tail serves {self.model_id!r}"
+                "model", f"payload from model {frame.model_id!r}, this tail serves {self.model_id!r}"
             )
         codec = self.codecs.get(encoded.codec)
         if codec is None:

@@ -41,3 +41,10 @@ def pool_latents(tables: EntropyTables, shape: tuple[int, ...]) -> list[np.ndarr
     latents = [escaping_latent(tables, s, seed) for seed, s in enumerate(shapes)]
     latents.append(np.broadcast_to(tables.medians.reshape(1, -1, 1, 1), shape).astype(np.float32))
     return latents
+
+
+def reference_symbols(latent: np.ndarray, tables: EntropyTables) -> np.ndarray:
+    """compressai's `quantize(x, "symbols", medians)`, written out: round(x - median) half to even,
+    as int32; what the entropy codec must code."""
+    medians = tables.medians.reshape(1, -1, *([1] * (latent.ndim - 2)))
+    return np.rint(latent.astype(np.float32) - medians).astype(np.int32)

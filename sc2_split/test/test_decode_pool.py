@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from sc2_split.codecs import EncodedTensor, PayloadError
 from sc2_split.codecs.channel_pool import ChannelPool, ChannelWorkerError
 from sc2_split.codecs.entropy import EntropyCodec
+from sc2_split.frames import CodedFrame
 from sc2_split.models.build import build_detector, model_id
 from sc2_split.models.config import load_model_config
 from sc2_split.models.split import Head, image_geometry
@@ -176,8 +177,8 @@ def test_tail_with_decode_workers_gives_the_same_detections(small_models: dict[s
     name = model_id("small_fp", model)
     with TailPipeline(model, name) as serial, TailPipeline(model, name, decode_workers=2) as pooled:
         assert serial.decode_pool is None and len(pooled.decode_pool.pids) == 2
-        encoded = serial.codecs["entropy"].encode(latent)
-        expected, actual = serial(encoded, name, geometry), pooled(encoded, name, geometry)
+        coded = CodedFrame(serial.codecs["entropy"].encode(latent), geometry, name)
+        expected, actual = serial(coded), pooled(coded)
     assert len(expected.boxes) > 0
     for field in ("boxes", "scores", "labels"):
         np.testing.assert_array_equal(getattr(actual, field), getattr(expected, field))

@@ -2,6 +2,7 @@
 runs from those files alone, without importing torch, and the tail decodes what it sends."""
 
 import json
+import pickle
 import re
 import subprocess
 import sys
@@ -65,7 +66,7 @@ def test_export_writes_onnx_and_metadata(exported: Path, small_models: dict) -> 
 
 
 HEAD_SCRIPT = """
-import json, sys
+import json, pickle, sys
 import numpy as np
 from sc2_split.backends import make_backend
 from sc2_split.head import HeadPipeline
@@ -75,7 +76,8 @@ metadata = HeadMetadata.load(meta_path)
 backend = make_backend("onnxruntime", meta_path, metadata, model_file_path=onnx_path)
 head = HeadPipeline(metadata, backend, "entropy")
 result = head(np.load(frame_path))
-np.save(out_path, np.frombuffer(result.encoded.to_bytes(), np.uint8))
+with open(out_path, "wb") as out:
+    pickle.dump(result.encoded, out)
 with HeadPipeline(metadata, backend, "entropy", encode_workers=2) as pooled:
     assert len(pooled.encode_pool.pids) == 2 and pooled(np.load(frame_path)).encoded == result.encoded
 print(json.dumps({"torch": "torch" in sys.modules, "compressai": "compressai" in sys.modules,
@@ -86,7 +88,7 @@ print(json.dumps({"torch": "torch" in sys.modules, "compressai": "compressai" in
 def test_onnxruntime_head_runs_without_torch_and_the_tail_decodes_it(
     exported: Path, small_models: dict, tmp_path: Path
 ) -> None:
-    from sc2_split.codecs.payload import EncodedTensor
+    from sc2_split.frames import CodedFrame
     from sc2_split.models.build import build_detector, model_id
     from sc2_split.models.config import load_model_config
     from sc2_split.tail import TailPipeline
@@ -103,7 +105,7 @@ def test_onnxruntime_head_runs_without_torch_and_the_tail_decodes_it(
             str(exported / "head.json"),
             str(exported / "head.onnx"),
             str(tmp_path / "frame.npy"),
-            str(tmp_path / "payload.npy"),
+            str(tmp_path / "payload.pickle"),
         ],
         capture_output=True,
         text=True,
@@ -117,8 +119,8 @@ def test_onnxruntime_head_runs_without_torch_and_the_tail_decodes_it(
     model = build_detector(load_model_config(config), checkpoint)
     metadata = HeadMetadata.load(exported / "head.json")
     tail = TailPipeline(model, model_id("small_fp", model))
-    encoded = EncodedTensor.from_bytes(np.load(tmp_path / "payload.npy").tobytes())
-    detections = tail(encoded, metadata.model_id, metadata.geometry)
+    encoded = pickle.loads((tmp_path / "payload.pickle").read_bytes())
+    detections = tail(CodedFrame(encoded, metadata.geometry, metadata.model_id))
     with torch.inference_mode():
         unsplit = model([to_tensor(frame)])[0]
     # ONNX Runtime's latent differs from torch's by ~1e-5, which can move a symbol sitting on a

@@ -5,6 +5,7 @@ tolerance where it is lossy."""
 import numpy as np
 import pytest
 import torch
+from sc2_split.frames import CodedFrame
 from sc2_split.models.build import build_detector, model_id
 from sc2_split.models.config import load_model_config
 from sc2_split.models.split import Head, image_geometry
@@ -61,7 +62,7 @@ def test_split_detections_match_unsplit(runs: dict, name: str, codec: str, exact
     for geometry, latent, unsplit in per_frame:
         encoded = tail.codecs[codec].encode(latent)
         if exact:
-            split = tail(encoded, tail.model_id, geometry)
+            split = tail(CodedFrame(encoded, geometry, tail.model_id))
             assert len(unsplit["boxes"]) > 0
             np.testing.assert_array_equal(split.boxes, unsplit["boxes"])
             np.testing.assert_array_equal(split.scores, unsplit["scores"])

@@ -90,8 +90,7 @@ def rejection(pipeline: TailPipeline, msg: Bottleneck) -> str | None:
     # As the tail receives it: DDS strings end at the first NUL, for one.
     received = deserialize_message(serialize_message(msg), Bottleneck)
     try:
-        encoded, geometry, model_id = from_bottleneck(received)
-        pipeline(encoded, model_id, geometry)
+        pipeline(from_bottleneck(received))
     except PayloadError as exc:
         return exc.reason
     return None
@@ -428,8 +427,7 @@ def test_only_payload_errors_leave_the_tail_decoding(
 ) -> None:
     msg = data.draw(fuzzed(valid))
     try:
-        encoded, geometry, model_id = from_bottleneck(msg)
-        detections = pipeline(encoded, model_id, geometry)
+        detections = pipeline(from_bottleneck(msg))
     except PayloadError as exc:
         event(f"rejected: {exc.reason}")
         return

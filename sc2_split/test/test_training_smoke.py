@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sc2_split.data.synthetic import CLASS_NAMES, frame, write_split
+from sc2_split.data.synthetic import CLASS_NAMES, frame, write_samples
 from sc2_split.models.build import build_detector, create_detector, start_checkpoint_keys
 from sc2_split.models.config import bundled_config_path, load_model_config
 from sc2_split.training.__main__ import main
@@ -96,7 +96,7 @@ def test_frames_are_deterministic_with_boxes_inside_and_coco_annotations(tmp_pat
         and (boxes[:, 3] <= 480).all()
     )
     assert ((target["labels"] >= 1) & (target["labels"] <= len(CLASS_NAMES))).all()
-    document = json.loads(write_split(tmp_path, "val", 2).read_text())
-    assert [image["file_name"] for image in document["images"]] == ["val_000000.png", "val_000001.png"]
+    document = json.loads(write_samples(tmp_path, 2, max_png_bytes=10**9).read_text())
+    assert [image["file_name"] for image in document["images"]] == ["test_000000.png", "test_000001.png"]
     assert all((tmp_path / image["file_name"]).is_file() for image in document["images"])
     assert {a["category_id"] for a in document["annotations"]} <= set(range(1, len(CLASS_NAMES) + 1))

@@ -11,13 +11,13 @@ from sensor_msgs.msg import CompressedImage
 from torchvision.transforms.functional import to_tensor
 from vision_msgs.msg import Detection2DArray
 
+from sc2_split.frames import Detections
 from sc2_split.models.build import build_detector
 from sc2_split.models.config import checkpoint_path, config_path, load_model_config
 from sc2_split.ros.detections_conversion import to_detection_array
 from sc2_split.ros.image_conversion import compressed_to_rgb
 from sc2_split.ros.spin import spin_node
 from sc2_split.ros.topics import RESULTS_QOS, camera_qos
-from sc2_split.tail import Detections
 
 
 class OffloadNode(Node):

@@ -17,7 +17,7 @@ def bench_payload(bench: BenchModel, frames: list[np.ndarray]) -> list[dict]:
     for name in bench.files.metadata.codecs:
         codec = make_codec(name, bench.files.metadata.entropy_tables)
         # What crosses the network: the coded data plus the self-describing header.
-        sizes = [len(codec.encode(latent).to_bytes()) for latent in latents]
+        sizes = [codec.encode(latent).nbytes for latent in latents]
         rows.append({"model": bench.name, "payload": name, "bytes": float(np.mean(sizes))})
     for label, fmt, quality in (("jpeg q75", "JPEG", 75), ("jpeg q90", "JPEG", 90), ("png", "PNG", None)):
         sizes = [len(encode_image(f, fmt, quality)) for f in frames]

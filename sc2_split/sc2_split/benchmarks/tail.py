@@ -10,7 +10,7 @@ import torch
 
 from sc2_split.benchmarks.models import BenchModel
 from sc2_split.benchmarks.timing import measure, worker_counts
-from sc2_split.codecs.payload import EncodedTensor
+from sc2_split.frames import CodedFrame
 from sc2_split.metadata import HeadMetadata
 from sc2_split.tail import TailPipeline
 
@@ -50,13 +50,13 @@ def bench_pipeline(
 ) -> dict:
     """One pipeline's figures: per frame (decode, then the network) and pipelined frames/s."""
     codec = pipeline.codecs[metadata.codecs[0]]
-    payloads = [codec.encode(latent) for latent in latents]
+    frames = [CodedFrame(codec.encode(latent), metadata.geometry, metadata.model_id) for latent in latents]
     results = []
 
-    def run(payload: EncodedTensor) -> None:
-        results.append(pipeline(payload, metadata.model_id, metadata.geometry))
+    def run(frame: CodedFrame) -> None:
+        results.append(pipeline(frame))
 
-    timing = measure(run, payloads, count)
+    timing = measure(run, frames, count)
     # The split of each call: entropy decoding on the CPU, then the network on the pipeline's device.
     decode = float(np.median([r.decode_ms for r in results[-count:]]))
     network = float(np.median([r.tail_ms for r in results[-count:]]))
@@ -67,25 +67,19 @@ def bench_pipeline(
         "network_ms": network,
         "fps": 1e3 / timing.median_ms,
         "network_fps": 1e3 / network,
-        "pipelined_fps": pipelined_fps(pipeline, payloads, metadata, count),
+        "pipelined_fps": pipelined_fps(pipeline, frames, count),
     }
 
 
-def pipelined_fps(
-    pipeline: TailPipeline, payloads: list[EncodedTensor], metadata: HeadMetadata, count: int
-) -> float:
+def pipelined_fps(pipeline: TailPipeline, frames: list[CodedFrame], count: int) -> float:
     """Frames/s, still batch 1 through the network, with frame n + 1 decoded on a second thread while
     the network runs frame n (a queue of one frame)."""
-
-    def decode(payload: EncodedTensor) -> np.ndarray:
-        return pipeline.decode(payload, metadata.model_id, metadata.geometry)
-
     with ThreadPoolExecutor(max_workers=1) as decoder:
         start = time.perf_counter()
-        pending = decoder.submit(decode, payloads[0])
+        pending = decoder.submit(pipeline.decode, frames[0])
         for i in range(1, count + 1):
             latent = pending.result()
             if i < count:
-                pending = decoder.submit(decode, payloads[i % len(payloads)])
-            pipeline.detect(latent, metadata.geometry)
+                pending = decoder.submit(pipeline.decode, frames[i % len(frames)])
+            pipeline.detect(latent, frames[(i - 1) % len(frames)].geometry)
         return count / (time.perf_counter() - start)

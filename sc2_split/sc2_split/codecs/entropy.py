@@ -83,13 +83,6 @@ class EntropyTables:
         return cls(**{name: tables[name] for name in TABLE_FIELDS})
 
 
-def to_symbols(latent: np.ndarray, tables: EntropyTables) -> np.ndarray:
-    """compressai's `quantize(x, "symbols", medians)`: round(x - median) half to even, in float32."""
-    _check_latent_shape(latent, tables)
-    medians = tables.medians.reshape(1, -1, *([1] * (latent.ndim - 2)))
-    return _rounded_symbols(latent.astype(np.float32, copy=False), medians)
-
-
 def from_symbols(symbols: np.ndarray, tables: EntropyTables) -> np.ndarray:
     """compressai's `dequantize(symbols, medians)`: symbol cast to float32, plus the median."""
     medians = tables.medians.reshape(1, -1, *([1] * (symbols.ndim - 2)))

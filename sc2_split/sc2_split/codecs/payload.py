@@ -1,10 +1,9 @@
 """The coded latent that every bottleneck codec produces, and the checks every decoder runs first.
 
 A payload arrives from the network, so nothing in it is trusted: decoders take the latent shape from
-the model, and `EncodedTensor.from_bytes` never allocates what a header merely claims.
+the model and check every size the payload declares against the bytes actually there.
 """
 
-import struct
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
 
@@ -14,8 +13,7 @@ Reason = Literal["unknown_codec", "version", "dtype", "shape", "truncated", "ove
 REASONS: tuple[str, ...] = get_args(Reason)
 
 DTYPES = ("float32", "float16")
-MAGIC = b"SC2T"
-HEADER_VERSION = 1
+HEADER_FIXED_BYTES = 30
 MAX_NDIM = 8
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
@@ -43,56 +41,13 @@ class EncodedTensor:
     zero_point: int = 0
     chunk_sizes: tuple[int, ...] = ()
 
-    def to_bytes(self) -> bytes:
-        """A self-describing little-endian byte string, for files and byte counting without ROS."""
-        if len(self.shape) > MAX_NDIM:
-            raise ValueError(f"a payload holds at most {MAX_NDIM} dimensions, got shape {self.shape}")
-        head = [MAGIC, struct.pack("<B", HEADER_VERSION), _pack_text(self.codec)]
-        head += [struct.pack("<H", self.version), _pack_text(self.dtype)]
-        head.append(struct.pack(f"<B{len(self.shape)}I", len(self.shape), *self.shape))
-        head.append(struct.pack("<di", self.scale, self.zero_point))
-        head.append(struct.pack(f"<I{len(self.chunk_sizes)}I", len(self.chunk_sizes), *self.chunk_sizes))
-        head.append(struct.pack("<I", len(self.data)))
-        return b"".join([*head, self.data])
-
-    @classmethod
-    def from_bytes(cls, buf: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> "EncodedTensor":
-        """Parse `to_bytes` output, checking every declared size against the bytes actually there."""
-        if len(buf) > max_bytes:
-            raise PayloadError(
-                "oversized", f"payload is {len(buf)} bytes, more than the limit of {max_bytes}"
-            )
-        reader = _Reader(buf)
-        magic = reader.take(len(MAGIC), "magic")
-        if magic != MAGIC:
-            raise PayloadError("corrupt", f"payload starts with {magic!r}, expected the magic {MAGIC!r}")
-        (header_version,) = reader.unpack("<B", "header version")
-        if header_version != HEADER_VERSION:
-            raise PayloadError(
-                "version", f"payload header version is {header_version}, expected {HEADER_VERSION}"
-            )
-        codec = reader.text("codec name")
-        (version,) = reader.unpack("<H", "codec version")
-        dtype = reader.text("dtype")
-        (ndim,) = reader.unpack("<B", "number of dimensions")
-        if ndim > MAX_NDIM:
-            raise PayloadError("shape", f"payload declares {ndim} dimensions, expected at most {MAX_NDIM}")
-        shape = reader.unpack(f"<{ndim}I", "shape")
-        scale, zero_point = reader.unpack("<di", "scale and zero point")
-        (chunk_count,) = reader.unpack("<I", "chunk count")
-        chunk_sizes = reader.unpack(f"<{chunk_count}I", "chunk sizes")
-        (data_length,) = reader.unpack("<I", "data length")
-        check_length(reader.remaining, data_length, "payload data")
-        return cls(
-            codec=codec,
-            version=version,
-            shape=shape,
-            dtype=dtype,
-            data=reader.take(data_length, "data"),
-            scale=scale,
-            zero_point=zero_point,
-            chunk_sizes=chunk_sizes,
-        )
+    @property
+    def nbytes(self) -> int:
+        """Bytes of this payload with a self-describing header, the per-frame figure the benchmarks
+        report (apart from any transport's framing): the data, 4 per dimension and per chunk size,
+        the codec and dtype names, and 30 of fixed fields (tag, lengths, versions, scale, zero point)."""
+        names = len(self.codec.encode("ascii")) + len(self.dtype.encode("ascii"))
+        return len(self.data) + 4 * (len(self.shape) + len(self.chunk_sizes)) + names + HEADER_FIXED_BYTES
 
 
 class Codec(Protocol):
@@ -137,40 +92,3 @@ def latent_dtype(latent: np.ndarray) -> str:
     if latent.dtype.name not in DTYPES:
         raise ValueError(f"latent dtype is {latent.dtype.name}, expected one of {', '.join(DTYPES)}")
     return latent.dtype.name
-
-
-def _pack_text(text: str) -> bytes:
-    raw = text.encode("ascii")
-    return struct.pack("<B", len(raw)) + raw
-
-
-class _Reader:
-    """Reads fields from the front of a buffer; reading past its end is a "truncated" payload."""
-
-    def __init__(self, buf: bytes) -> None:
-        self._view = memoryview(buf)
-        self._pos = 0
-
-    @property
-    def remaining(self) -> int:
-        return len(self._view) - self._pos
-
-    def take(self, size: int, what: str) -> bytes:
-        if size > self.remaining:
-            raise PayloadError(
-                "truncated", f"payload ends inside its {what}: {size} bytes needed, {self.remaining} left"
-            )
-        out = bytes(self._view[self._pos : self._pos + size])
-        self._pos += size
-        return out
-
-    def unpack(self, fmt: str, what: str) -> tuple:
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
-
-    def text(self, what: str) -> str:
-        (size,) = self.unpack("<B", what)
-        raw = self.take(size, what)
-        try:
-            return raw.decode("ascii")
-        except UnicodeDecodeError:
-            raise PayloadError("corrupt", f"payload {what} {raw!r} is not ASCII text") from None

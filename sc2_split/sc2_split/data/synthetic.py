@@ -109,13 +109,6 @@ def coco_ground_truth(targets: list[dict[str, Any]], file_names: list[str] | Non
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
-def write_split(folder: str | Path, split: str, count: int, seed: int = 0, start: int = 0) -> Path:
-    """Writes frames as PNG files and their COCO annotations as instances.json; returns the json path."""
-    return _write(
-        folder, ((split, index, *frame(split, index, seed)) for index in range(start, start + count))
-    )
-
-
 def write_samples(folder: str | Path, count: int = 8, max_png_bytes: int = 250_000, seed: int = 0) -> Path:
     """The demo's bundled frames: the first test frames whose PNG stays under max_png_bytes (noisy
     frames compress badly), so that the package stays small; returns the instances.json path."""

@@ -13,6 +13,7 @@ from torchvision.transforms.functional import to_tensor
 
 from sc2_split.data.synthetic import coco_ground_truth, frames
 from sc2_split.evaluation.coco_map import coco_detections, coco_map
+from sc2_split.frames import CodedFrame
 from sc2_split.image_files import encode_image
 from sc2_split.metadata import DEMO_DIR
 from sc2_split.models.build import build_detector, model_id
@@ -86,8 +87,8 @@ def _student(
         detections, sizes = [], []
         for latent, (_, target) in zip(latents, data, strict=True):
             encoded = codec.encode(latent)
-            sizes.append(len(encoded.to_bytes()))
-            result = tail(encoded, tail.model_id, geometry)
+            sizes.append(encoded.nbytes)
+            result = tail(CodedFrame(encoded, geometry, tail.model_id))
             output = {
                 "boxes": torch.from_numpy(result.boxes),
                 "scores": torch.from_numpy(result.scores),

@@ -140,8 +140,7 @@ def tail_command(argv: list[str]) -> int:
         for message in read_messages(args.bag, [args.topic]):
             msg = deserialize_message(message.data, Bottleneck)
             try:
-                encoded, geometry, payload_model_id = from_bottleneck(msg)
-                detections = pipeline(encoded, payload_model_id, geometry)
+                detections = pipeline(from_bottleneck(msg))
             except PayloadError as exc:
                 rejected[exc.reason] += 1
                 first_rejection.setdefault(exc.reason, str(exc))

@@ -6,6 +6,7 @@ import array
 from std_msgs.msg import Header
 
 from sc2_split.codecs.payload import DEFAULT_MAX_BYTES, MAX_NDIM, EncodedTensor, PayloadError
+from sc2_split.frames import CodedFrame
 from sc2_split.geometry import ImageGeometry
 from sc2_split.head import HeadResult
 from sc2_split_msgs.msg import Bottleneck
@@ -39,10 +40,8 @@ def to_bottleneck(result: HeadResult, header: Header, model_id: str, head_droppe
     )
 
 
-def from_bottleneck(
-    msg: Bottleneck, max_bytes: int = DEFAULT_MAX_BYTES
-) -> tuple[EncodedTensor, ImageGeometry, str]:
-    """(payload, frame geometry, model id) of a received message; PayloadError if it is too big to try.
+def from_bottleneck(msg: Bottleneck, max_bytes: int = DEFAULT_MAX_BYTES) -> CodedFrame:
+    """The coded frame of a received message; PayloadError if it is too big to try.
 
     rosidl has already typed every field; the codec and the tail check the payload against the model.
     """
@@ -72,4 +71,4 @@ def from_bottleneck(
         padded_height=msg.padded_height,
         padded_width=msg.padded_width,
     )
-    return encoded, geometry, msg.model_id
+    return CodedFrame(encoded, geometry, msg.model_id)

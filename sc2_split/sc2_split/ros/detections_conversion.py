@@ -5,7 +5,7 @@ import numpy as np
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesis, ObjectHypothesisWithPose
 
-from sc2_split.tail import Detections
+from sc2_split.frames import Detections
 
 
 def best_detections(detections: Detections, score_threshold: float, max_detections: int) -> np.ndarray:

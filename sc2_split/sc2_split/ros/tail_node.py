@@ -23,6 +23,7 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo, VisionClass
 
 from sc2_split.codecs.payload import PayloadError
+from sc2_split.frames import Detections
 from sc2_split.geometry import ImageGeometry
 from sc2_split.metadata import DEMO_CHECKPOINT
 from sc2_split.ros.bottleneck_conversion import from_bottleneck
@@ -33,7 +34,7 @@ from sc2_split.ros.newest_wins import NewestWinsWorker
 from sc2_split.ros.parameters import Param, declare_parameters
 from sc2_split.ros.spin import spin_node
 from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, RESULTS_QOS
-from sc2_split.tail import Detections, TailPipeline
+from sc2_split.tail import TailPipeline
 from sc2_split_msgs.msg import Bottleneck, SplitStats
 
 # A sender with the wrong model would otherwise log at its frame rate: each reason at most this often.
@@ -137,9 +138,9 @@ class TailNode(Node):
         received = self.get_clock().now()
         self.count_missed(msg.sequence)
         try:
-            encoded, geometry, payload_model_id = from_bottleneck(msg)
+            frame = from_bottleneck(msg)
             started = time.perf_counter()
-            latent = self.pipeline.decode(encoded, payload_model_id, geometry)
+            latent = self.pipeline.decode(frame)
             decode_ms = 1e3 * (time.perf_counter() - started)
         except PayloadError as exc:
             self.reject(exc)
@@ -162,7 +163,7 @@ class TailNode(Node):
             tail_missed_frames=self.missed_frames,
             tail_rejected=self.rejected.total(),
         )
-        self.network.put(DecodedFrame(latent, geometry, stats))
+        self.network.put(DecodedFrame(latent, frame.geometry, stats))
 
     def detect(self, frame: DecodedFrame) -> None:
         """Network stage, on its own thread: detections and stats of a decoded frame, published.

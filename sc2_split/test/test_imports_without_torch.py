@@ -1,0 +1,85 @@
+"""The robot's head, a bag tool or a served tail's client have no torch: importing and using the
+codecs (entropy coding on worker processes included), the frame types that cross processes and
+their ROS conversions must not load it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+CODECS_SCRIPT = """
+import sys
+
+import numpy as np
+
+from sc2_split.codecs import CODECS, EntropyTables, make_codec
+from sc2_split.codecs.channel_pool import ChannelPool
+
+tables = EntropyTables.from_dict({
+    "quantized_cdf": [[0, 1000, 9000, 57000, 65000, 65536, 0], [0, 30000, 65000, 65535, 65536, 0, 0]],
+    "cdf_length": [6, 5],
+    "offset": [-2, -1],
+    "medians": [0.25, -1.5],
+    "precision": 16,
+})
+x = np.random.default_rng(0).normal(size=(1, 2, 6, 8)).astype(np.float32)
+x[0, 0, 0, 0] = 50.0
+for name in CODECS:
+    codec = make_codec(name, tables)
+    y = codec.decode(codec.encode(x), x.shape)
+    assert y.shape == x.shape and np.abs(y - x).max() <= 0.5, name
+with ChannelPool(tables, 2) as pool:
+    pooled = make_codec("entropy", tables, pool)
+    assert pooled.encode(x) == make_codec("entropy", tables).encode(x)
+loaded = sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "compressai"))
+assert not loaded, loaded
+print("ok")
+"""
+
+
+FRAMES_SCRIPT = """
+import sys
+
+import numpy as np
+from std_msgs.msg import Header
+
+from sc2_split.codecs import EncodedTensor
+from sc2_split.frames import CodedFrame, Detections
+from sc2_split.geometry import ImageGeometry
+from sc2_split.head import HeadResult
+from sc2_split.ros.bottleneck_conversion import from_bottleneck, to_bottleneck
+from sc2_split.ros.detections_conversion import to_detection_array
+
+encoded = EncodedTensor("fp16", 1, (1, 2, 3, 4), "float16", bytes(48))
+frame = CodedFrame(encoded, ImageGeometry(24, 32, 24, 32, 32, 32), "model@0123")
+result = HeadResult(encoded, frame.geometry, preprocess_ms=1.0, encode_ms=2.0, codec_ms=3.0)
+assert from_bottleneck(to_bottleneck(result, Header(), frame.model_id, 0)) == frame
+boxes = np.array([[1.0, 2.0, 5.0, 8.0]], np.float32)
+detections = Detections(boxes, np.array([0.9], np.float32), np.array([3]), decode_ms=1.0, tail_ms=2.0)
+(d,) = to_detection_array(Header(), detections, 0.5, 10).detections
+assert (d.bbox.center.position.x, d.bbox.size_y, d.results[0].hypothesis.class_id) == (3.0, 6.0, "3")
+loaded = sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "torchvision"))
+assert not loaded, loaded
+print("ok")
+"""
+
+
+def run_without_torch(script: str, cwd: Path) -> None:
+    """Runs `script` in a fresh interpreter, which prints "ok" when it found no torch loaded."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_codecs_work_without_importing_torch(tmp_path: Path) -> None:
+    run_without_torch(CODECS_SCRIPT, tmp_path)
+
+
+def test_frame_types_and_their_ros_conversions_work_without_importing_torch(tmp_path: Path) -> None:
+    run_without_torch(FRAMES_SCRIPT, tmp_path)
