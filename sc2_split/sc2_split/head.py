@@ -11,7 +11,7 @@ from sc2_split.codecs import make_codec
 from sc2_split.codecs.channel_pool import ChannelPool
 from sc2_split.codecs.payload import EncodedTensor
 from sc2_split.geometry import ImageGeometry
-from sc2_split.metadata import HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sc2_split.metadata import HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 from torchvision.transforms.functional import to_tensor
 
 HEIGHT, WIDTH = 96, 128
@@ -70,7 +70,7 @@ import json, pickle, sys
 import numpy as np
 from sc2_split.backends import make_backend
 from sc2_split.head import HeadPipeline
-from sc2_split.metadata import HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 meta_path, onnx_path, frame_path, out_path = sys.argv[1:]
 metadata = HeadMetadata.load(meta_path)
 backend = make_backend("onnxruntime", meta_path, metadata, model_file_path=onnx_path)

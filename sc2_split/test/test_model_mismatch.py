@@ -5,7 +5,7 @@ model ids, so that whoever deployed them sees which side to update."""
 from pathlib import Path
 
 import torch
-from sc2_split.metadata import HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 from sc2_split.models.build import build_detector, model_id, save_checkpoint
 from sc2_split.models.config import load_model_config
 from sc2_split.ros.node_process import node_process

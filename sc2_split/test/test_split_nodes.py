@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from builtin_interfaces.msg import Time
 from PIL import Image as PilImage
-from sc2_split.metadata import HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 from sc2_split.ros.node_process import node_process
 from sc2_split.ros.topics import BOTTLENECK_QOS, camera_qos
 from sensor_msgs.msg import CompressedImage, Image
@@ -187,7 +187,7 @@ def test_head_node_runs_without_torch(exported_head: dict[str, str]) -> None:
         "import sys\n"
         "from sc2_split.ros import head_node\n"
         "from sc2_split.backends import make_backend\n"
-        "from sc2_split.metadata import HeadMetadata\n"
+        "from sc2_split.head_metadata import HeadMetadata\n"
         f"metadata = HeadMetadata.load({exported_head['metadata_file_path']!r})\n"
         f"make_backend('onnxruntime', '', metadata, {exported_head['model_file_path']!r})\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

@@ -25,7 +25,7 @@ from sc2_split.benchmarks.soak import process_rss_mb
 from sc2_split.codecs import CODECS
 from sc2_split.codecs.payload import DEFAULT_MAX_BYTES, PayloadError
 from sc2_split.head import HeadPipeline
-from sc2_split.metadata import HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 from sc2_split.ros.bottleneck_conversion import from_bottleneck, to_bottleneck
 from sc2_split.ros.node_process import node_process
 from sc2_split.ros.topics import BOTTLENECK_QOS

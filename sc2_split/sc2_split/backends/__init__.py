@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from sc2_split.metadata import HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 
 BACKENDS = ("tensorrt", "onnxruntime", "torch")
 

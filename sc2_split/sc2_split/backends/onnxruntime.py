@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 
 from sc2_split.backends import check_frame
-from sc2_split.metadata import HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 
 
 class OnnxRuntimeBackend:

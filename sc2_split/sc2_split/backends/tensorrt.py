@@ -16,7 +16,7 @@ except ImportError:  # older cuda-python
     from cuda import cudart
 
 from sc2_split.backends import check_frame
-from sc2_split.metadata import HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 
 
 def _check(result: tuple[Any, ...]) -> Any:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from sc2_split.backends import check_frame
-from sc2_split.metadata import HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 from sc2_split.models.build import build_detector, model_id
 from sc2_split.models.config import load_model_config
 from sc2_split.models.split import Head

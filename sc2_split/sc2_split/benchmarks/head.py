@@ -100,7 +100,7 @@ import json, re, sys
 import numpy as np
 from sc2_split.backends import make_backend
 from sc2_split.head import HeadPipeline
-from sc2_split.metadata import HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 meta_path, onnx_path, codec, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 metadata = HeadMetadata.load(meta_path)
 backend = make_backend("onnxruntime", meta_path, metadata, model_file_path=onnx_path)

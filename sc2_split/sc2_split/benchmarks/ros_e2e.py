@@ -18,8 +18,8 @@ import numpy as np
 
 from sc2_split.benchmarks.link import Link, emulated_link
 from sc2_split.benchmarks.timing import table
+from sc2_split.bundled import DEMO_CHECKPOINT
 from sc2_split.export.head_files import export_head
-from sc2_split.metadata import DEMO_CHECKPOINT
 from sc2_split.models.build import build_detector
 from sc2_split.models.config import checkpoint_path, config_path, load_model_config
 from sc2_split.ros.node_process import isolated_ros_env, node_command, running

@@ -11,7 +11,7 @@ import torch
 from sc2_split.benchmarks.models import BenchModel
 from sc2_split.benchmarks.timing import measure, worker_counts
 from sc2_split.frames import CodedFrame
-from sc2_split.metadata import HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 from sc2_split.tail import TailPipeline
 
 

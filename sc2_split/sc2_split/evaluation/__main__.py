@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from sc2_split.bundled import STAGE2_SUFFIX
 from sc2_split.evaluation.rate_accuracy import Row, evaluate
-from sc2_split.metadata import STAGE2_SUFFIX
 
 
 def markdown(rows: list[Row], count: int, split: str) -> str:

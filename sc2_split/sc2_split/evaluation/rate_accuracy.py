@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 from torchvision.transforms.functional import to_tensor
 
+from sc2_split.bundled import DEMO_DIR
 from sc2_split.data.synthetic import coco_ground_truth, frames
 from sc2_split.evaluation.coco_map import coco_detections, coco_map
 from sc2_split.frames import CodedFrame
 from sc2_split.image_files import encode_image
-from sc2_split.metadata import DEMO_DIR
 from sc2_split.models.build import build_detector, model_id
 from sc2_split.models.config import bundled_config_path, load_model_config
 from sc2_split.models.split import Head, image_geometry

@@ -9,7 +9,7 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 from sc2_split.codecs import CODECS
 from sc2_split.export.onnx import export_onnx
-from sc2_split.metadata import HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 from sc2_split.models.build import model_id
 from sc2_split.models.config import load_class_names
 from sc2_split.models.entropy_tables import tables_from_entropy_bottleneck

@@ -6,7 +6,7 @@ from typing import Any
 
 from torchdistill.common import yaml_util
 
-from sc2_split.metadata import DEMO_DIR
+from sc2_split.bundled import DEMO_DIR
 
 # Where a full sc2bench training config keeps the model to deploy, most specific first.
 _MODEL_ENTRIES = (("models", "student_model"), ("models", "model"), ("model",))

@@ -14,9 +14,10 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
 from sc2_split.backends import BACKENDS, make_backend
+from sc2_split.bundled import BUNDLED_HEAD
 from sc2_split.codecs import CODECS
 from sc2_split.head import HeadPipeline
-from sc2_split.metadata import BUNDLED_HEAD, HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 from sc2_split.ros.bottleneck_conversion import to_bottleneck
 from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.image_conversion import to_rgb

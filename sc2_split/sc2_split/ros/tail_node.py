@@ -22,10 +22,10 @@ from rclpy.time import Time
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo, VisionClass
 
+from sc2_split.bundled import DEMO_CHECKPOINT
 from sc2_split.codecs.payload import PayloadError
 from sc2_split.frames import Detections
 from sc2_split.geometry import ImageGeometry
-from sc2_split.metadata import DEMO_CHECKPOINT
 from sc2_split.ros.bottleneck_conversion import from_bottleneck
 from sc2_split.ros.detections_conversion import to_detection_array
 from sc2_split.ros.diagnostics import CounterDiagnostics

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sc2_split.metadata import STAGE2_SUFFIX
+from sc2_split.bundled import STAGE2_SUFFIX
 from sc2_split.models.build import build_detector, save_checkpoint
 from sc2_split.models.split import BOTTLENECK
 from sc2_split.training.frames import detection_targets, frame_batches
