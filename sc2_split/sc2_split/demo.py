@@ -10,12 +10,12 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import rclpy
 from PIL import Image
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image as ImageMsg
 from std_msgs.msg import Header
@@ -24,9 +24,10 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 from sc2_split.data import SAMPLES_DIR
 from sc2_split.image_files import encode_image
 from sc2_split.ros.image_conversion import rgb_to_image
-from sc2_split.ros.node_process import isolated_ros_env, node_process
 from sc2_split.ros.overlay import draw_detections
 from sc2_split.ros.topics import LABEL_INFO_QOS, RESULTS_QOS, camera_qos
+from sc2_split.testing.node_process import isolated_ros_env, node_process
+from sc2_split.testing.spin_until import spin_until
 from sc2_split_msgs.msg import SplitStats
 
 RESEND_S = 10.0  # s before an unanswered frame is published again
@@ -56,13 +57,6 @@ class Camera(Node):
         self.class_names = {str(c.class_id): c.class_name for c in msg.class_map}
 
 
-def spin_until(node: Node, done: Callable[[], object], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not done() and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.1)
-    return done()
-
-
 def run(args: argparse.Namespace) -> int:
     frames = sorted(args.frames.glob("*.png"))
     if not frames:
@@ -78,24 +72,26 @@ def run(args: argparse.Namespace) -> int:
     ):
         rclpy.init()
         camera = Camera()
+        executor = SingleThreadedExecutor()
+        executor.add_node(camera)
         try:
-            return _exchange(camera, frames, args)
+            return _exchange(camera, executor, frames, args)
         finally:
             camera.destroy_node()
             rclpy.try_shutdown()
 
 
-def _exchange(camera: Camera, frames: list[Path], args: argparse.Namespace) -> int:
+def _exchange(camera: Camera, executor: Executor, frames: list[Path], args: argparse.Namespace) -> int:
     print(f"waiting for the head and the tail (logs in {args.out}) ...")
     if not spin_until(
-        camera, lambda: camera.publisher.get_subscription_count() > 0 and camera.class_names, 120
+        executor, lambda: camera.publisher.get_subscription_count() > 0 and camera.class_names, 120
     ):
         print("the nodes did not come up; see head.log and tail.log", file=sys.stderr)
         return 1
     rows = []
     for path in frames:
         rgb = np.asarray(Image.open(path).convert("RGB"))
-        stamp = _send(camera, rgb, args.timeout)
+        stamp = _send(camera, executor, rgb, args.timeout)
         if stamp is None:
             print(f"{path.name}: no detections within {args.timeout:.0f} s", file=sys.stderr)
             return 1
@@ -115,7 +111,7 @@ def _exchange(camera: Camera, frames: list[Path], args: argparse.Namespace) -> i
     return 0
 
 
-def _send(camera: Camera, rgb: np.ndarray, timeout: float) -> tuple[int, int] | None:
+def _send(camera: Camera, executor: Executor, rgb: np.ndarray, timeout: float) -> tuple[int, int] | None:
     """Publishes the frame until its detections and stats come back; returns their stamp.
 
     The head's first bottleneck can leave before the head and the tail have matched (the topic keeps
@@ -131,7 +127,7 @@ def _send(camera: Camera, rgb: np.ndarray, timeout: float) -> tuple[int, int] | 
         def answered(s: tuple[int, int] = stamp) -> bool:
             return s in camera.detections and s in camera.stats
 
-        if spin_until(camera, answered, min(RESEND_S, left)):
+        if spin_until(executor, answered, min(RESEND_S, left)):
             return stamp
     return None
 

@@ -1,4 +1,7 @@
-"""Fixtures shared by the tests that start ROS 2 processes."""
+"""Fixtures shared by the tests: the small models, and for the tests that start ROS 2 processes, their
+environment, the small model exported as a head, and the test's camera node (split_fixtures.py)."""
+
+from collections.abc import Iterator
 
 import pytest
 
@@ -6,7 +9,7 @@ import pytest
 @pytest.fixture
 def ros_env() -> dict[str, str]:
     """Environment for child processes: a DDS domain of their own, discovery kept on this machine."""
-    from sc2_split.ros.node_process import isolated_ros_env
+    from sc2_split.testing.node_process import isolated_ros_env
 
     return isolated_ros_env()
 
@@ -38,3 +41,21 @@ def small_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
         save_checkpoint(build_detector(load_model_config(config)), checkpoint)
         models[name] = (config, checkpoint)
     return models
+
+
+@pytest.fixture(scope="session")
+def exported_head(small_models: dict[str, tuple], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The small FP model exported for the camera's frames, and the parameters that point the nodes at it."""
+    from split_fixtures import export_head
+
+    config, checkpoint = small_models["sc2_resnet50_fp"]
+    return export_head(str(config), str(checkpoint), str(tmp_path_factory.getbasetemp() / "head"))
+
+
+@pytest.fixture
+def camera(ros_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """The test's camera node (split_fixtures.Camera) in the child processes' DDS domain."""
+    from split_fixtures import running_camera
+
+    with running_camera(ros_env, monkeypatch) as camera:
+        yield camera

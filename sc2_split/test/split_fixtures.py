@@ -1,11 +1,9 @@
-"""Fixtures of the tests that run the split nodes as processes over DDS: the small model exported as
+"""Helpers of the tests that run the split nodes as processes over DDS: the small model exported as
 a head, and the test's own node, which plays the camera and records what the split nodes publish.
+conftest.py makes fixtures of them (`exported_head`, `camera`)."""
 
-A test module imports the fixtures it uses (`exported_head_fixture` provides `exported_head`)."""
-
-import time
 from collections.abc import Callable, Iterator
-from functools import cache
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +14,12 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from sc2_split.benchmarks.models import sample_frames
-from sc2_split.benchmarks.soak import SoakReport, run_soak
 from sc2_split.export.__main__ import main as export_main
-from sc2_split.ros.diagnostics_reader import DiagnosticsReader
 from sc2_split.ros.image_conversion import rgb_to_image
 from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, OVERLAY_QOS, RESULTS_QOS, camera_qos
+from sc2_split.testing.diagnostics_reader import DiagnosticsReader
+from sc2_split.testing.soak import SoakReport, run_soak
+from sc2_split.testing.spin_until import spin_until
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
@@ -35,17 +34,8 @@ TIMEOUT_S = 120.0
 COUNTER_PERIOD_S = 0.5
 
 
-@pytest.fixture(scope="session", name="exported_head")
-def exported_head_fixture(
-    small_models: dict[str, tuple], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
-    """The small FP model exported for 96x128 frames, and the parameters that point the nodes at it."""
-    config, checkpoint = small_models["sc2_resnet50_fp"]
-    return _export_head(str(config), str(checkpoint), str(tmp_path_factory.getbasetemp() / "head"))
-
-
-@cache  # once a session: pytest keeps a fixture imported into several modules once per module
-def _export_head(config: str, checkpoint: str, out: str) -> dict[str, str]:
+def export_head(config: str, checkpoint: str, out: str) -> dict[str, str]:
+    """The model exported for HEIGHT x WIDTH frames, and the parameters that point the nodes at it."""
     args = ["--config", config, "--checkpoint", checkpoint, "--out", out, "--parity-frames", "1"]
     assert export_main([*args, "--height", str(HEIGHT), "--width", str(WIDTH)]) == 0
     return {
@@ -108,11 +98,8 @@ class Camera:
         self.last_header = header
         self.image_pub.publish(rgb_to_image(rgb, header))
 
-    def spin_until(self, condition: Callable[[], bool], what: str, timeout_s: float = TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            self.executor.spin_once(timeout_sec=0.05)
+    def spin_until(self, condition: Callable[[], object], what: str, timeout_s: float = TIMEOUT_S) -> None:
+        assert spin_until(self.executor, condition, timeout_s), f"timed out waiting for {what}"
 
     def wait_for_head_and_tail(self) -> None:
         """Until the head subscribes to `image` and the tail to `bottleneck`, so that the tail gets
@@ -123,9 +110,7 @@ class Camera:
         self.spin_until(lambda: self.node.count_subscribers("/bottleneck") >= 2, "the tail to subscribe")
 
     def spin_for(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.executor.spin_once(timeout_sec=0.05)
+        spin_until(self.executor, lambda: False, seconds)
 
     def counter(self, node_name: str, counter: str) -> int:
         """A split node's counter as it last published it on /diagnostics (e.g. "/tail", "frames")."""
@@ -138,16 +123,22 @@ def join_domain(ros_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.setenv(name, ros_env[name])
 
 
-@pytest.fixture(name="camera")
-def camera_fixture(ros_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Camera]:
-    """A node of this test process in the child processes' DDS domain."""
+@contextmanager
+def running_camera(
+    ros_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, enclave: str | None = None
+) -> Iterator[Camera]:
+    """A node of this test process in the child processes' DDS domain, in a context of its own (in
+    `enclave` where given, `--enclave`), until the block ends."""
     join_domain(ros_env, monkeypatch)
     context = Context()
-    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
-    camera = Camera(context)
-    yield camera
-    camera.node.destroy_node()
-    context.try_shutdown()
+    args = ["--ros-args", "--enclave", enclave] if enclave else []
+    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        camera = Camera(context)
+        yield camera
+        camera.node.destroy_node()
+    finally:
+        context.try_shutdown()
 
 
 def soak_split_nodes(

@@ -8,11 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sc2_split.benchmarks.soak import growth_percent
-from split_fixtures import (  # noqa: F401 (fixtures)
-    exported_head_fixture,
-    soak_split_nodes,
-)
+from sc2_split.testing.soak import growth_percent
+from split_fixtures import soak_split_nodes
 
 RATE_HZ = 30.0
 SECONDS = 25.0

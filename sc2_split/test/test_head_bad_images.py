@@ -17,18 +17,10 @@ import numpy as np
 from PIL import Image as PilImage
 from rclpy.publisher import Publisher
 from sc2_split.ros.image_conversion import rgb_to_image
-from sc2_split.ros.node_process import node_process
 from sc2_split.ros.topics import camera_qos
+from sc2_split.testing.node_process import node_process
 from sensor_msgs.msg import CompressedImage, Image
-from split_fixtures import (  # noqa: F401 (fixtures)
-    FRAME_ID,
-    HEIGHT,
-    WIDTH,
-    Camera,
-    camera_fixture,
-    exported_head_fixture,
-    head_params,
-)
+from split_fixtures import FRAME_ID, HEIGHT, WIDTH, Camera, head_params
 from std_msgs.msg import Header
 
 from sc2_split_msgs.msg import Bottleneck

@@ -8,14 +8,8 @@ import torch
 from sc2_split.head_metadata import HeadMetadata
 from sc2_split.models.build import build_detector, model_id, save_checkpoint
 from sc2_split.models.config import load_model_config
-from sc2_split.ros.node_process import node_process
-from split_fixtures import (  # noqa: F401 (fixtures)
-    Camera,
-    camera_fixture,
-    exported_head_fixture,
-    head_params,
-    tail_params,
-)
+from sc2_split.testing.node_process import node_process
+from split_fixtures import Camera, head_params, tail_params
 
 # Frames sent one at a time once the tail has refused a first one: each must be refused in turn.
 REFUSED = 8

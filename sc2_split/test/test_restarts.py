@@ -7,14 +7,8 @@ Long: about 30 s on 2 idle CPU cores (two tail and two head start-ups), up to 90
 import signal
 from pathlib import Path
 
-from sc2_split.ros.node_process import node_process
-from split_fixtures import (  # noqa: F401 (fixtures)
-    Camera,
-    camera_fixture,
-    exported_head_fixture,
-    head_params,
-    tail_params,
-)
+from sc2_split.testing.node_process import node_process
+from split_fixtures import Camera, head_params, tail_params
 
 # Frames flowing while the killed node is down.
 DOWN_S = 2.0

@@ -7,11 +7,8 @@ of all samples after warm-up (least squares), not the difference of two of them.
 from pathlib import Path
 
 import pytest
-from sc2_split.benchmarks.soak import growth_percent
-from split_fixtures import (  # noqa: F401 (fixtures)
-    exported_head_fixture,
-    soak_split_nodes,
-)
+from sc2_split.testing.soak import growth_percent
+from split_fixtures import soak_split_nodes
 
 RATE_HZ = 10.0
 SECONDS = 45.0

@@ -3,30 +3,27 @@ start them (installed executables, the shipped parameter files, overrides for a 
 and turn camera frames into detections of those frames; a foreign payload is rejected and counted."""
 
 import array
+import copy
 import io
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 from builtin_interfaces.msg import Time
 from PIL import Image as PilImage
 from sc2_split.head_metadata import HeadMetadata
-from sc2_split.ros.node_process import node_process
 from sc2_split.ros.topics import BOTTLENECK_QOS, camera_qos
+from sc2_split.testing.node_process import isolated_ros_env, node_process
 from sensor_msgs.msg import CompressedImage, Image
-from split_fixtures import (  # noqa: F401 (fixtures)
-    FRAME_ID,
-    HEIGHT,
-    WIDTH,
-    Camera,
-    camera_fixture,
-    exported_head_fixture,
-)
+from split_fixtures import FRAME_ID, HEIGHT, WIDTH, Camera, running_camera
 from std_msgs.msg import Header
 
 from sc2_split_msgs.msg import Bottleneck, SplitStats
@@ -43,9 +40,18 @@ def print_stats(stats: list[SplitStats]) -> None:
         print(" ".join(f"{getattr(s, f):>13.1f}" if "ms" in f else f"{getattr(s, f):>13d}" for f in fields))
 
 
-def test_head_and_tail_processes_turn_frames_into_detections(
-    exported_head: dict[str, str], camera: Camera, ros_env: dict[str, str], tmp_path: Path
-) -> None:
+@dataclass
+class SplitNodes:
+    camera: Camera
+    logs: dict[str, Path]
+
+
+@pytest.fixture(scope="module")
+def split_nodes(
+    exported_head: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SplitNodes]:
+    """Head, tail and overlay processes for this module's tests, and the camera in their domain; at the
+    end each gets Ctrl-C and must exit cleanly."""
     head_overrides = {k: exported_head[k] for k in ("metadata_file_path", "model_file_path")}
     # Random weights score every class about equally (1/91): a zero threshold keeps their boxes.
     tail_overrides = {
@@ -59,56 +65,53 @@ def test_head_and_tail_processes_turn_frames_into_detections(
         "tail": ("tail_node", "tail.yaml", tail_overrides),
         "overlay": ("overlay_node", "head.yaml", {}),
     }
-    logs = {name: tmp_path / f"{name}.log" for name in specs}
-    with ExitStack() as stack:
+    env, out = isolated_ros_env(), tmp_path_factory.mktemp("split_nodes")
+    logs = {name: out / f"{name}.log" for name in specs}
+    with (
+        pytest.MonkeyPatch.context() as monkeypatch,
+        running_camera(env, monkeypatch) as camera,
+        ExitStack() as stack,
+    ):
         processes = {
-            name: stack.enter_context(node_process(executable, params_file, overrides, ros_env, logs[name]))
+            name: stack.enter_context(node_process(executable, params_file, overrides, env, logs[name]))
             for name, (executable, params_file, overrides) in specs.items()
         }
         camera.spin_until(
             lambda: camera.image_pub.get_subscription_count() >= 2, "head and overlay to subscribe"
         )
         camera.spin_until(lambda: bool(camera.label_info), "the tail's label_info")
-
-        # A frame the head cannot read is logged and counted; the head goes on.
-        camera.image_pub.publish(Image(height=2, width=2, step=2, encoding="bayer_rggb8", data=bytes(4)))
-        camera.sending = True
-        camera.spin_until(
-            lambda: len(camera.detections) >= 2 and camera.overlays, "detections and an overlay"
-        )
-
-        # A payload of another model: the tail must reject it, count it, and keep serving. It is sent
-        # while the tail is idle, so that no newer bottleneck replaces it in the tail's depth-1 reader.
+        yield SplitNodes(camera, logs)
         camera.sending = False
-        last_sent = camera.last_header
-        camera.spin_until(
-            lambda: camera.bottlenecks[-1].header == last_sent == camera.detections[-1].header,
-            "the head and the tail to finish the last frame",
-        )
-        camera.node.destroy_subscription(camera.bottleneck_sub)
-        foreign = camera.bottlenecks[-1]
-        foreign.model_id = FOREIGN_MODEL_ID
-        foreign_pub = camera.node.create_publisher(Bottleneck, "bottleneck", BOTTLENECK_QOS)
-        camera.spin_until(lambda: foreign_pub.get_subscription_count() >= 1, "the tail to match")
-        foreign_pub.publish(foreign)
-        camera.spin_until(lambda: "rejected a bottleneck" in logs["tail"].read_text(), "the rejection")
-        camera.sending = True
-        camera.spin_until(lambda: camera.stats[-1].tail_rejected == 1, "the rejection count in stats")
-        served_before = len(camera.detections)
-        camera.spin_until(lambda: len(camera.detections) > served_before, "detections after the rejection")
-        camera.sending = False
-
+        print_stats(camera.stats)
         for process in processes.values():
             process.send_signal(signal.SIGINT)
         for name, process in processes.items():
             assert process.wait(timeout=30) == 0, (
                 f"{name} exited with {process.returncode}:\n{logs[name].read_text()}"
             )
-    log = {name: path.read_text() for name, path in logs.items()}
-    print_stats(camera.stats)
 
-    class_ids = {str(c.class_id) for c in camera.label_info[0].class_map}
+
+def send_until(camera: Camera, condition: Callable[[], object], what: str) -> None:
+    """The camera sends frames until `condition` holds."""
+    camera.sending = True
+    try:
+        camera.spin_until(condition, what)
+    finally:
+        camera.sending = False
+
+
+def test_tail_publishes_its_class_names_on_label_info(split_nodes: SplitNodes) -> None:
+    class_ids = {str(c.class_id) for c in split_nodes.camera.label_info[0].class_map}
     assert len(class_ids) == 90  # COCO: 91 labels, background not listed
+
+
+def test_frames_become_detections_in_the_source_frame_with_stats(
+    split_nodes: SplitNodes, exported_head: dict[str, str]
+) -> None:
+    camera = split_nodes.camera
+    served = len(camera.detections)
+    send_until(camera, lambda: len(camera.detections) >= served + 2, "detections")
+    class_ids = {str(c.class_id) for c in camera.label_info[0].class_map}
     for array_msg in camera.detections:
         stamp = (array_msg.header.stamp.sec, array_msg.header.stamp.nanosec)
         assert stamp in camera.sent and array_msg.header.frame_id == FRAME_ID
@@ -125,20 +128,60 @@ def test_head_and_tail_processes_turn_frames_into_detections(
             assert -1e-3 <= x - half_w <= x + half_w <= WIDTH + 1e-3
             assert -1e-3 <= y - half_h <= y + half_h <= HEIGHT + 1e-3
             assert result.hypothesis.class_id in class_ids and 0.0 <= result.hypothesis.score <= 1.0
+    served_id = HeadMetadata.load(exported_head["metadata_file_path"]).model_id
+    assert camera.stats
+    for stats in camera.stats:
+        assert (stats.model_id, stats.codec, stats.header.frame_id) == (served_id, "entropy", FRAME_ID)
+        assert stats.payload_bytes > 0 and stats.end_to_end_ms >= stats.tail_ms > 0
 
+
+def test_overlay_draws_the_detections_on_their_frame(split_nodes: SplitNodes) -> None:
+    camera = split_nodes.camera
+    send_until(camera, lambda: camera.overlays, "an overlay")
     overlay = camera.overlays[0]
     assert (overlay.header.stamp.sec, overlay.header.stamp.nanosec) in camera.sent
     assert (overlay.height, overlay.width, overlay.encoding) == (HEIGHT, WIDTH, "rgb8")
     raw = camera.sent[(overlay.header.stamp.sec, overlay.header.stamp.nanosec)]
     assert not np.array_equal(np.frombuffer(overlay.data, np.uint8).reshape(raw.shape), raw), "nothing drawn"
 
+
+def test_head_skips_and_counts_a_frame_it_cannot_read_and_goes_on(split_nodes: SplitNodes) -> None:
+    camera, head_log = split_nodes.camera, split_nodes.logs["head"]
+    camera.image_pub.publish(Image(height=2, width=2, step=2, encoding="bayer_rggb8", data=bytes(4)))
+    camera.spin_until(lambda: "skipped a bad frame" in head_log.read_text(), "the head to skip the frame")
+    served = len(camera.detections)
+    send_until(camera, lambda: len(camera.detections) > served, "detections after the bad frame")
+    log = head_log.read_text()
+    assert "skipped a bad frame (1 so far)" in log and "bayer_rggb8" in log, log
+
+
+def test_tail_rejects_and_counts_a_payload_of_another_model_and_goes_on(
+    split_nodes: SplitNodes, exported_head: dict[str, str]
+) -> None:
+    camera, tail_log = split_nodes.camera, split_nodes.logs["tail"]
+    send_until(camera, lambda: camera.bottlenecks and camera.detections, "a bottleneck and its detections")
+    # Sent while the tail is idle, so that no newer bottleneck replaces it in the tail's depth-1 reader.
+    last_sent = camera.last_header
+    camera.spin_until(
+        lambda: camera.bottlenecks[-1].header == last_sent == camera.detections[-1].header,
+        "the head and the tail to finish the last frame",
+    )
+    foreign = copy.deepcopy(camera.bottlenecks[-1])
+    foreign.model_id = FOREIGN_MODEL_ID
+    foreign_pub = camera.node.create_publisher(Bottleneck, "bottleneck", BOTTLENECK_QOS)
+    try:
+        # This node's own reader and the tail's.
+        camera.spin_until(lambda: foreign_pub.get_subscription_count() >= 2, "the tail to match")
+        foreign_pub.publish(foreign)
+        camera.spin_until(lambda: "rejected a bottleneck" in tail_log.read_text(), "the rejection")
+        send_until(camera, lambda: camera.stats[-1].tail_rejected == 1, "the rejection count in stats")
+        served = len(camera.detections)
+        send_until(camera, lambda: len(camera.detections) > served, "detections after the rejection")
+    finally:
+        camera.node.destroy_publisher(foreign_pub)
     served_id = HeadMetadata.load(exported_head["metadata_file_path"]).model_id
-    for stats in camera.stats:
-        assert (stats.model_id, stats.codec, stats.header.frame_id) == (served_id, "entropy", FRAME_ID)
-        assert stats.payload_bytes > 0 and stats.end_to_end_ms >= stats.tail_ms > 0
-    (rejection,) = [line for line in log["tail"].splitlines() if "rejected a bottleneck" in line]
+    (rejection,) = [line for line in tail_log.read_text().splitlines() if "rejected a bottleneck" in line]
     assert "(model, 1 so far)" in rejection and FOREIGN_MODEL_ID in rejection and served_id in rejection
-    assert "skipped a bad frame (1 so far)" in log["head"] and "bayer_rggb8" in log["head"], log["head"]
 
 
 def test_head_encodes_compressed_frames_at_most_at_max_rate_and_counts_the_rest(

@@ -10,18 +10,14 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-import rclpy
-from rclpy.context import Context
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
-from sc2_split.ros.node_process import node_process
 from sc2_split.ros.topics import BOTTLENECK_QOS
-from split_fixtures import Camera, exported_head_fixture, head_params, join_domain, tail_params  # noqa: F401
+from sc2_split.testing.node_process import node_process
+from split_fixtures import head_params, running_camera, tail_params
 from sros2_keystore import create_enclave, create_keystore, enclave_grants, permissions_from_policy
 
 from sc2_split_msgs.msg import Bottleneck
@@ -90,20 +86,6 @@ print("matched", matched)
 """
 
 
-@contextmanager
-def camera_in(enclave: str | None) -> Iterator[Camera]:
-    """The test's camera node in a context of its own, in `enclave` where given (--enclave)."""
-    context = Context()
-    args = ["--ros-args", "--enclave", enclave] if enclave else []
-    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
-    try:
-        camera = Camera(context)
-        yield camera
-        camera.node.destroy_node()
-    finally:
-        context.try_shutdown()
-
-
 def dds_topics(node: Node, node_name: str) -> tuple[set[str], set[str]]:
     """(published, subscribed) DDS topics of a running node as the ROS graph shows it, named the way
     DDS permissions name them (rt/ topics, rq/...Request and rr/...Reply for services)."""
@@ -133,10 +115,9 @@ def test_policy_grants_each_node_exactly_the_topics_and_services_it_uses(
     policy = ET.parse(POLICY).getroot()
     assert policy.tag == "policy" and policy.get("version") == "0.2.0"
     assert {e.get("path") for e in policy.iterfind("enclaves/enclave")} == set(NODES)
-    join_domain(ros_env, monkeypatch)
     overrides = node_overrides(exported_head)
     with ExitStack() as stack:
-        camera = stack.enter_context(camera_in(None))
+        camera = stack.enter_context(running_camera(ros_env, monkeypatch))
         for enclave, (node_name, executable, params_file) in NODES.items():
             log = tmp_path / f"{node_name}.log"
             stack.enter_context(node_process(executable, params_file, overrides[enclave], ros_env, log))
@@ -260,7 +241,6 @@ def test_with_security_enforced_detections_flow_and_others_cannot_inject_bottlen
 ) -> None:
     env = secure(ros_env, keystore)
     require_dds_security(env)
-    join_domain(ros_env, monkeypatch)
     for name in ("ROS_SECURITY_KEYSTORE", "ROS_SECURITY_ENABLE", "ROS_SECURITY_STRATEGY"):
         monkeypatch.setenv(name, env[name])
     overrides = node_overrides(request.getfixturevalue("exported_head"))  # exported once security works
@@ -272,7 +252,7 @@ def test_with_security_enforced_detections_flow_and_others_cannot_inject_bottlen
         ),
     }
     with ExitStack() as stack:
-        camera = stack.enter_context(camera_in("/sc2_split/test"))
+        camera = stack.enter_context(running_camera(ros_env, monkeypatch, "/sc2_split/test"))
         logs = {}
         for enclave in ("/sc2_split/head", "/sc2_split/tail"):
             node_name, executable, params_file = NODES[enclave]

@@ -21,24 +21,16 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from rclpy.serialization import deserialize_message, serialize_message
 from sc2_split.backends import make_backend
-from sc2_split.benchmarks.soak import process_rss_mb
 from sc2_split.codecs import CODECS
 from sc2_split.codecs.payload import DEFAULT_MAX_BYTES, PayloadError
 from sc2_split.head import HeadPipeline
 from sc2_split.head_metadata import HeadMetadata
 from sc2_split.ros.bottleneck_conversion import from_bottleneck, to_bottleneck
-from sc2_split.ros.node_process import node_process
 from sc2_split.ros.topics import BOTTLENECK_QOS
 from sc2_split.tail import MAX_IMAGE_SIDE, TailPipeline
-from split_fixtures import (  # noqa: F401 (fixtures)
-    FRAME_ID,
-    HEIGHT,
-    WIDTH,
-    Camera,
-    camera_fixture,
-    exported_head_fixture,
-    tail_params,
-)
+from sc2_split.testing.node_process import node_process
+from sc2_split.testing.soak import process_rss_mb
+from split_fixtures import FRAME_ID, HEIGHT, WIDTH, Camera, tail_params
 from std_msgs.msg import Header
 
 from sc2_split_msgs.msg import Bottleneck

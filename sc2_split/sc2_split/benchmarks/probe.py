@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import rclpy
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage
 from sensor_msgs.msg import Image as ImageMsg
@@ -21,6 +22,7 @@ from sc2_split.benchmarks.models import sample_frames
 from sc2_split.image_files import encode_image
 from sc2_split.ros.image_conversion import rgb_to_image
 from sc2_split.ros.topics import RESULTS_QOS, camera_qos
+from sc2_split.testing.spin_until import spin_until
 
 
 class Probe(Node):
@@ -60,26 +62,22 @@ def main() -> int:
     args = p.parse_args()
     rclpy.init()
     probe = Probe(args.mode, args.quality)
+    executor = SingleThreadedExecutor()
+    executor.add_node(probe)
     frames = sample_frames(480, 640, 8)
     # Warm-up: frames until the first answer (discovery, model loading), not counted.
     deadline = time.monotonic() + args.warmup
     while not probe.latencies_ms and time.monotonic() < deadline:
         probe.send(frames[0])
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end and not probe.latencies_ms:
-            rclpy.spin_once(probe, timeout_sec=0.05)
+        spin_until(executor, lambda: probe.latencies_ms, 1.0)
     probe.latencies_ms.clear()
     probe.sent.clear()
     sent, start, period = 0, time.monotonic(), 1.0 / args.rate
     while time.monotonic() - start < args.seconds:
         probe.send(frames[sent % len(frames)])
         sent += 1
-        next_frame = start + sent * period
-        while time.monotonic() < next_frame:
-            rclpy.spin_once(probe, timeout_sec=max(0.0, next_frame - time.monotonic()))
-    end = time.monotonic() + 3.0  # answers still on their way
-    while time.monotonic() < end and probe.sent:
-        rclpy.spin_once(probe, timeout_sec=0.05)
+        spin_until(executor, lambda: False, start + sent * period - time.monotonic())
+    spin_until(executor, lambda: not probe.sent, 3.0)  # answers still on their way
     print(
         json.dumps(
             {

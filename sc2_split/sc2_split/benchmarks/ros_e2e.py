@@ -22,7 +22,7 @@ from sc2_split.bundled import DEMO_CHECKPOINT
 from sc2_split.export.head_files import export_head
 from sc2_split.models.build import build_detector
 from sc2_split.models.config import checkpoint_path, config_path, load_model_config
-from sc2_split.ros.node_process import isolated_ros_env, node_command, running
+from sc2_split.testing.node_process import isolated_ros_env, node_command, running
 
 RTT_MS = 20.0  # the round trip asked for; this kernel cannot delay packets (see link.py)
 
