@@ -24,17 +24,10 @@ from rosbags.highlevel import AnyReader
 from sc2_split.ros.bag import read_messages
 from sc2_split.ros.bag_tool import main as bag_tool_main
 from sc2_split.ros.image_conversion import rgb_to_image
-from sc2_split.ros.node_process import node_process
 from sc2_split.ros.topics import RESULTS_QOS, camera_qos
+from sc2_split.testing.node_process import node_process
 from sensor_msgs.msg import Image
-from split_fixtures import (  # noqa: F401 (fixtures)
-    FRAME_ID,
-    HEIGHT,
-    WIDTH,
-    Camera,
-    camera_fixture,
-    exported_head_fixture,
-)
+from split_fixtures import FRAME_ID, HEIGHT, WIDTH, Camera
 from std_msgs.msg import Header, String
 from vision_msgs.msg import Detection2DArray
 
@@ -156,8 +149,10 @@ def test_recorded_bag_replays_and_decodes_offline_to_the_live_detections(
             camera.spin_until(lambda i=i: len(camera.detections) > i, f"the detections of frame {i}")
         finished(recorder, logs["record"])
 
-        # (c) The bag holds what was sent, and the rosbag2 reader of `rosbags` opens it with no type
-        # but those whose definitions it carries.
+        # (c) The bag holds what was sent, its metadata is of the version Humble's rosbag2 writes, and
+        # the rosbag2 reader of `rosbags` opens it with no type but those whose definitions it carries.
+        metadata = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        assert metadata["version"] == 5 and metadata["storage_identifier"] == "mcap"
         live_bottlenecks = bag_messages(bag, "/bottleneck", Bottleneck)
         live = bag_messages(bag, "/detections", Detection2DArray)
         assert live_bottlenecks == camera.bottlenecks and live == camera.detections

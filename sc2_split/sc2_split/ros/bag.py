@@ -1,35 +1,49 @@
-"""rosbag2 bags in MCAP without rosbag2: record topics as serialized CDR, read them back, play them.
+"""rosbag2 bags without rosbag2: record topics as serialized CDR, read them back, play them.
 
 A bag is what rosbag2's MCAP storage plugin writes (Humble and newer), so that `ros2 bag info|play`,
-Foxglove and rosbags open it: a directory `<name>/` holding `<name>_0.mcap` and a version 5
-`metadata.yaml`. In the file: profile `ros2`; one schema per type holding its full `ros2msg` definition;
-one `cdr` channel per topic carrying its publishers' offered QoS; each message's bytes as they arrived,
-logged at their receipt on the node's clock. No torch here: recording and playing run on the robot.
+Foxglove and rosbags open it: a directory holding an MCAP file (profile `ros2`, one schema per type
+with its full `ros2msg` definition, one `cdr` channel per topic with its publishers' offered QoS) and
+`metadata.yaml`. rosbags writes both, with the definitions of the installed message packages; the
+metadata is then set to version 5, which Humble's rosbag2 reads as every later one does. Each
+message's bytes are kept as they arrived, logged at their receipt on the node's clock. No torch
+here: recording and playing run on the robot.
 """
 
 import importlib
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import yaml
 from ament_index_python.packages import get_package_share_directory
 from mcap.reader import make_reader
-from mcap.writer import CompressionType, Writer
 from rclpy.duration import Duration
 from rclpy.expand_topic_name import expand_topic_name
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.subscription import Subscription
+from rosbags.interfaces import (
+    Connection,
+    Nodetype,
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.metadata import parse_qos
+from rosbags.typesys import get_types_from_msg, get_typestore
+from rosbags.typesys.stores import Stores, Typestore
 
-# Humble's rosbag2 writes version 5; every later rosbag2 (and rosbags) still reads it.
+# Humble's rosbag2 writes version 5 and reads no field of a later one; every later rosbag2 (and
+# rosbags) still reads it. rosbags writes version 8, whose fields past 5 are these:
 METADATA_VERSION = 5
-DEFINITION_SEPARATOR = "=" * 80
+_FIELDS_AFTER_VERSION_5 = ("custom_data", "ros_distro")
+_TOPIC_FIELDS_AFTER_VERSION_5 = ("type_description_hash",)
 # Reader history of the recorder: room for bursts while a message is written.
 RECORD_DEPTH = 100
 # Writer history of the player: rosbag2's (rclcpp's default QoS depth).
@@ -37,72 +51,11 @@ PLAY_DEPTH = 10
 DISCOVERY_PERIOD_S = 0.1
 ACK_TIMEOUT_S = 10.0
 
-# rosbag2's parse of the nested types of a .msg (rosbag2_cpp local_message_definition_source.cpp).
-_MSG_FIELD_TYPE = re.compile(r"(?:^|\n)\s*([a-zA-Z0-9_/]+)(?:\[[^\]]*\])?\s+")
-_PRIMITIVE_TYPES = frozenset(
-    {"bool", "byte", "char", "float32", "float64", "string", "wstring"}
-    | {f"{sign}int{bits}" for sign in ("", "u") for bits in (8, 16, 32, 64)}
-)
-# rclpy passes message info (with the DDS source timestamp) to two-argument callbacks since Iron;
-# Humble's rclpy never does, and its rosbag2 logs the receipt as publish time too.
-_CALLBACKS_TAKE_MESSAGE_INFO = hasattr(Subscription, "CallbackType")
-
 
 def message_class(type_name: str) -> type:
     """The Python class of a message type named `pkg/msg/Type`."""
     package, name = _package_and_name(type_name)
     return getattr(importlib.import_module(f"{package}.msg"), name)
-
-
-def message_definition(type_name: str) -> str:
-    """The full definition of a message type as rosbag2 stores it: its .msg text, then each nested type
-    once (depth first, by name) after a line of 80 '=' and `MSG: pkg/Type`, read from the packages'
-    share directories."""
-    seen: set[str] = set()
-
-    def with_dependencies(name: str) -> str:
-        package, msg = _package_and_name(name)
-        text = (Path(get_package_share_directory(package)) / "msg" / f"{msg}.msg").read_bytes().decode()
-        for dependency in sorted(_dependencies(text, package)):
-            if dependency not in seen:
-                seen.add(dependency)
-                text += f"\n{DEFINITION_SEPARATOR}\nMSG: {dependency}\n{with_dependencies(dependency)}"
-        return text
-
-    return with_dependencies(type_name)
-
-
-def qos_profiles_yaml(profiles: Collection[QoSProfile]) -> str:
-    """rosbag2's `offered_qos_profiles` in Humble's form (policies as integers), which later ones read."""
-    return yaml.safe_dump(
-        [
-            {
-                "history": p.history.value,
-                "depth": p.depth,
-                "reliability": p.reliability.value,
-                "durability": p.durability.value,
-                "deadline": _sec_nsec(p.deadline),
-                "lifespan": _sec_nsec(p.lifespan),
-                "liveliness": p.liveliness.value,
-                "liveliness_lease_duration": _sec_nsec(p.liveliness_lease_duration),
-                "avoid_ros_namespace_conventions": p.avoid_ros_namespace_conventions,
-            }
-            for p in profiles
-        ],
-        sort_keys=False,
-    )
-
-
-def recorded_offers(offered_qos_profiles: str) -> list[tuple[ReliabilityPolicy, DurabilityPolicy]]:
-    """Reliability and durability of each recorded publisher: integers up to Iron, names from Jazzy on."""
-
-    def policy(value: int | str, enum: type) -> Any:
-        return enum(value) if isinstance(value, int) else enum[value.upper()]
-
-    return [
-        (policy(p["reliability"], ReliabilityPolicy), policy(p["durability"], DurabilityPolicy))
-        for p in yaml.safe_load(offered_qos_profiles or "[]")
-    ]
 
 
 def adapted_qos(offers: Collection[tuple[ReliabilityPolicy, DurabilityPolicy]], depth: int) -> QoSProfile:
@@ -118,70 +71,52 @@ def adapted_qos(offers: Collection[tuple[ReliabilityPolicy, DurabilityPolicy]], 
     )
 
 
-class BagWriter:
-    """A bag being written: messages go to `<path>/<name>_0.mcap`, `metadata.yaml` follows on close."""
+def recorded_offers(offered_qos_profiles: str) -> list[tuple[ReliabilityPolicy, DurabilityPolicy]]:
+    """Reliability and durability of each recorded publisher, from rosbag2's YAML of any version."""
+    return [
+        (ReliabilityPolicy(q.reliability.value), DurabilityPolicy(q.durability.value))
+        for q in parse_qos(offered_qos_profiles)
+    ]
 
-    def __init__(self, path: Path, library: str = "sc2_split bag_tool") -> None:
+
+class BagWriter:
+    """A bag being written (rosbags' rosbag2 writer, MCAP storage); `metadata.yaml` follows on close."""
+
+    def __init__(self, path: Path) -> None:
         if path.exists():
             raise FileExistsError(f"bag {path} already exists; rosbag2 never writes into one either")
-        path.mkdir(parents=True)
         self.path = path
-        self._file_name = f"{path.name}_0.mcap"
-        self._stream = (path / self._file_name).open("wb")
         # Uncompressed, as rosbag2 writes by default: coded bottlenecks would not shrink anyway.
-        self._writer = Writer(self._stream, compression=CompressionType.NONE)
-        self._writer.start(profile="ros2", library=library)
-        self._schema_ids: dict[str, int] = {}
-        self._topics: dict[int, dict[str, str]] = {}
+        self._writer = Writer(path, version=8, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        self._types = get_typestore(Stores.EMPTY)
         self.counts: Counter[int] = Counter()
-        self._first_ns: int | None = None
-        self._last_ns = 0
 
-    def add_topic(self, topic: str, type_name: str, offered_qos_profiles: str) -> int:
-        """Registers a topic (and its type's definition, once) and returns its channel id."""
-        if type_name not in self._schema_ids:
-            definition = message_definition(type_name).encode()
-            self._schema_ids[type_name] = self._writer.register_schema(type_name, "ros2msg", definition)
-        channel = self._writer.register_channel(
-            topic, "cdr", self._schema_ids[type_name], {"offered_qos_profiles": offered_qos_profiles}
+    def add_topic(self, topic: str, type_name: str, offered: Collection[QoSProfile]) -> Connection:
+        """Registers a topic (its type's definition from the installed packages) and returns its
+        connection, offered by publishers of these QoS profiles."""
+        _register_type(self._types, type_name)
+        return self._writer.add_connection(
+            topic, type_name, typestore=self._types, offered_qos_profiles=[_bag_qos(p) for p in offered]
         )
-        self._topics[channel] = {
-            "name": topic,
-            "type": type_name,
-            "serialization_format": "cdr",
-            "offered_qos_profiles": offered_qos_profiles,
-        }
-        return channel
 
-    def write(self, channel: int, data: bytes, log_time_ns: int, publish_time_ns: int) -> None:
-        self._writer.add_message(channel, log_time=log_time_ns, data=data, publish_time=publish_time_ns)
-        self.counts[channel] += 1
-        self._first_ns = log_time_ns if self._first_ns is None else min(self._first_ns, log_time_ns)
-        self._last_ns = max(self._last_ns, log_time_ns)
+    def write(self, connection: Connection, data: bytes, log_time_ns: int) -> None:
+        self._writer.write(connection, log_time_ns, data)
+        self.counts[connection.id] += 1
 
     def close(self) -> None:
-        """Writes the MCAP summary, then `metadata.yaml` (what rosbag2 opens a bag directory by)."""
-        self._writer.finish()
-        self._stream.close()
-        count = sum(self.counts.values())
-        start_ns = self._first_ns or 0
-        duration_ns = self._last_ns - start_ns if count else 0
-        info = {
-            "version": METADATA_VERSION,
-            "storage_identifier": "mcap",
-            **_time_span(start_ns, duration_ns),
-            "message_count": count,
-            "topics_with_message_count": [
-                {"topic_metadata": metadata, "message_count": self.counts[channel]}
-                for channel, metadata in self._topics.items()
-            ],
-            "compression_format": "",
-            "compression_mode": "",
-            "relative_file_paths": [self._file_name],
-            "files": [{"path": self._file_name, **_time_span(start_ns, duration_ns), "message_count": count}],
-        }
-        metadata = yaml.safe_dump({"rosbag2_bagfile_information": info}, sort_keys=False)
-        (self.path / "metadata.yaml").write_text(metadata)
+        """Writes the MCAP summary and `metadata.yaml` (what rosbag2 opens a bag directory by)."""
+        self._writer.close()
+        path = self.path / "metadata.yaml"
+        document = yaml.safe_load(path.read_text())
+        info = document["rosbag2_bagfile_information"]
+        info["version"] = METADATA_VERSION
+        for name in _FIELDS_AFTER_VERSION_5:
+            info.pop(name, None)
+        for topic in info["topics_with_message_count"]:
+            for name in _TOPIC_FIELDS_AFTER_VERSION_5:
+                topic["topic_metadata"].pop(name, None)
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
 
     def __enter__(self) -> "BagWriter":
         return self
@@ -204,7 +139,6 @@ class BagMessage:
     topic: str
     type_name: str
     log_time: int  # ns: when the recorder received it
-    publish_time: int  # ns: when it was sent, where the recorder knew, else its receipt
     data: bytes  # serialized CDR
 
 
@@ -237,9 +171,7 @@ def read_messages(bag: Path, topics: Collection[str] | None = None) -> Iterator[
         with path.open("rb") as stream:
             for schema, channel, message in make_reader(stream).iter_messages(topics=topics):
                 type_name = schema.name if schema is not None else ""
-                yield BagMessage(
-                    channel.topic, type_name, message.log_time, message.publish_time, message.data
-                )
+                yield BagMessage(channel.topic, type_name, message.log_time, message.data)
 
 
 class Recorder(Node):
@@ -271,27 +203,24 @@ class Recorder(Node):
             type_name, *others = types[topic]
             if others:
                 self.get_logger().warning(f"{topic} has several types; recording {type_name}")
-            channel = self.writer.add_topic(topic, type_name, qos_profiles_yaml(offers))
+            connection = self.writer.add_topic(topic, type_name, offers)
             qos = adapted_qos([(q.reliability, q.durability) for q in offers], RECORD_DEPTH)
             self.create_subscription(
-                message_class(type_name), topic, self._recorder_of(channel), qos, raw=True
+                message_class(type_name), topic, self._recorder_of(connection), qos, raw=True
             )
             self._waiting.discard(topic)
             self.get_logger().info(f"recording {topic} ({type_name})")
         if not self._waiting:
             self._discovery.cancel()
 
-    def record(self, channel: int, data: bytes, sent_ns: int | None) -> None:
+    def record(self, connection: Connection, data: bytes) -> None:
         if self.finished:
             return
-        received_ns = self.get_clock().now().nanoseconds
-        self.writer.write(channel, data, received_ns, sent_ns or received_ns)
+        self.writer.write(connection, data, self.get_clock().now().nanoseconds)
         self.recorded += 1
 
-    def _recorder_of(self, channel: int) -> Callable[..., None]:
-        if _CALLBACKS_TAKE_MESSAGE_INFO:
-            return lambda data, info: self.record(channel, data, info["source_timestamp"])
-        return lambda data: self.record(channel, data, None)
+    def _recorder_of(self, connection: Connection) -> Callable[[bytes], None]:
+        return lambda data: self.record(connection, data)
 
 
 def play(
@@ -348,16 +277,35 @@ def _package_and_name(type_name: str) -> tuple[str, str]:
     raise ValueError(f"not a message type name (pkg/msg/Type): {type_name!r}")
 
 
-def _dependencies(text: str, package: str) -> set[str]:
-    names = (m.group(1) for m in _MSG_FIELD_TYPE.finditer(text))
-    return {n if "/" in n else f"{package}/{n}" for n in names if n not in _PRIMITIVE_TYPES}
+def _register_type(types: Typestore, type_name: str) -> None:
+    """Registers a message type and every type it holds, from the installed packages' .msg files (as
+    rosbag2 finds definitions), so that the bag carries the definitions the nodes were built with."""
+    if type_name in types.fielddefs:
+        return
+    package, name = _package_and_name(type_name)
+    text = (Path(get_package_share_directory(package)) / "msg" / f"{name}.msg").read_text()
+    definitions = get_types_from_msg(text, f"{package}/msg/{name}")
+    types.register(definitions)
+    for _, fields in definitions.values():
+        for _, field_type in fields:
+            while field_type[0] in (Nodetype.ARRAY, Nodetype.SEQUENCE):
+                field_type = field_type[1][0]
+            if field_type[0] == Nodetype.NAME:
+                _register_type(types, field_type[1])
 
 
-def _time_span(start_ns: int, duration_ns: int) -> dict[str, dict[str, int]]:
-    """Fresh dicts each time: shared ones would be written as YAML anchors, which rosbag2 never writes."""
-    return {"starting_time": {"nanoseconds_since_epoch": start_ns}, "duration": {"nanoseconds": duration_ns}}
+def _bag_qos(p: QoSProfile) -> Qos:
+    def duration(d: Duration) -> QosTime:
+        return QosTime(*divmod(d.nanoseconds, 10**9))
 
-
-def _sec_nsec(duration: Duration) -> dict[str, int]:
-    sec, nsec = divmod(duration.nanoseconds, 10**9)
-    return {"sec": sec, "nsec": nsec}
+    return Qos(
+        history=QosHistory(p.history.value),
+        depth=p.depth,
+        reliability=QosReliability(p.reliability.value),
+        durability=QosDurability(p.durability.value),
+        deadline=duration(p.deadline),
+        lifespan=duration(p.lifespan),
+        liveliness=QosLiveliness(p.liveliness.value),
+        liveliness_lease_duration=duration(p.liveliness_lease_duration),
+        avoid_ros_namespace_conventions=p.avoid_ros_namespace_conventions,
+    )

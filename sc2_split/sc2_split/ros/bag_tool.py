@@ -31,7 +31,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.expand_topic_name import expand_topic_name
 from rclpy.utilities import remove_ros_args
 
-from sc2_split.ros.bag import BagWriter, Recorder, play, qos_profiles_yaml, read_messages
+from sc2_split.ros.bag import BagWriter, Recorder, play, read_messages
 from sc2_split.ros.topics import RESULTS_QOS
 
 PROG = "bag_tool"
@@ -136,7 +136,7 @@ def tail_command(argv: list[str]) -> int:
         lines = stack.enter_context(args.jsonl.open("w")) if args.jsonl else sys.stdout
         out = stack.enter_context(BagWriter(args.output_bag)) if args.output_bag else None
         if out is not None:
-            channel = out.add_topic(detections_topic, DETECTIONS_TYPE, qos_profiles_yaml([RESULTS_QOS]))
+            connection = out.add_topic(detections_topic, DETECTIONS_TYPE, [RESULTS_QOS])
         for message in read_messages(args.bag, [args.topic]):
             msg = deserialize_message(message.data, Bottleneck)
             try:
@@ -158,7 +158,7 @@ def tail_command(argv: list[str]) -> int:
             lines.write(json.dumps(record) + "\n")
             if out is not None:
                 array = to_detection_array(msg.header, detections, args.score_threshold, args.max_detections)
-                out.write(channel, serialize_message(array), message.log_time, message.log_time)
+                out.write(connection, serialize_message(array), message.log_time)
     print(f"{decoded} bottlenecks of {args.topic} decoded by {pipeline.model_id}", file=sys.stderr)
     for reason, count in sorted(rejected.items()):
         print(f"rejected {count} ({reason}), e.g.: {first_rejection[reason]}", file=sys.stderr)
