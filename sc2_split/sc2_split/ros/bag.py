@@ -11,7 +11,6 @@ here: recording and playing run on the robot.
 
 import importlib
 import time
-from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,14 +82,12 @@ class BagWriter:
     """A bag being written (rosbags' rosbag2 writer, MCAP storage); `metadata.yaml` follows on close."""
 
     def __init__(self, path: Path) -> None:
-        if path.exists():
-            raise FileExistsError(f"bag {path} already exists; rosbag2 never writes into one either")
         self.path = path
-        # Uncompressed, as rosbag2 writes by default: coded bottlenecks would not shrink anyway.
+        # Uncompressed, as rosbag2 writes by default: coded bottlenecks would not shrink anyway. Like
+        # rosbag2, it refuses a path that exists.
         self._writer = Writer(path, version=8, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
         self._types = get_typestore(Stores.EMPTY)
-        self.counts: Counter[int] = Counter()
 
     def add_topic(self, topic: str, type_name: str, offered: Collection[QoSProfile]) -> Connection:
         """Registers a topic (its type's definition from the installed packages) and returns its
@@ -102,7 +99,6 @@ class BagWriter:
 
     def write(self, connection: Connection, data: bytes, log_time_ns: int) -> None:
         self._writer.write(connection, log_time_ns, data)
-        self.counts[connection.id] += 1
 
     def close(self) -> None:
         """Writes the MCAP summary and `metadata.yaml` (what rosbag2 opens a bag directory by)."""
