@@ -112,6 +112,9 @@ class BagWriter:
         for topic in info["topics_with_message_count"]:
             for name in _TOPIC_FIELDS_AFTER_VERSION_5:
                 topic["topic_metadata"].pop(name, None)
+        if not info["message_count"]:  # rosbags' start of an empty bag is its "none yet" value
+            for span in (info, *info["files"]):
+                span["starting_time"]["nanoseconds_since_epoch"] = 0
         path.write_text(yaml.safe_dump(document, sort_keys=False))
 
     def __enter__(self) -> "BagWriter":
