@@ -22,6 +22,7 @@ from sc2_split.models.config import checkpoint_path, config_path, load_class_nam
 from sc2_split.models.cuda_graph import GraphedFeatures
 from sc2_split.models.entropy_tables import tables_from_entropy_bottleneck
 from sc2_split.models.split import Tail, entropy_bottleneck
+from sc2_split.untrusted import shown
 
 # Largest source frame accepted, per side: far beyond any camera, small enough to bound memory.
 MAX_IMAGE_SIDE = 16384
@@ -114,12 +115,12 @@ class TailPipeline:
         encoded, geometry = frame.encoded, frame.geometry
         if frame.model_id != self.model_id:
             raise PayloadError(
-                "model", f"payload from model {frame.model_id!r}, this tail serves {self.model_id!r}"
+                "model", f"payload from model {shown(frame.model_id)}, this tail serves {self.model_id!r}"
             )
         codec = self.codecs.get(encoded.codec)
         if codec is None:
             raise PayloadError(
-                "unknown_codec", f"codec {encoded.codec!r} is not one of {sorted(self.codecs)}"
+                "unknown_codec", f"codec {shown(encoded.codec)} is not one of {sorted(self.codecs)}"
             )
         self.check_geometry(geometry)
         latent = codec.decode(encoded, self.latent_shape(geometry.padded_height, geometry.padded_width))

@@ -52,6 +52,14 @@ def exported_head(small_models: dict[str, tuple], tmp_path_factory: pytest.TempP
     return export_head(str(config), str(checkpoint), str(tmp_path_factory.getbasetemp() / "head"))
 
 
+@pytest.fixture(scope="session")
+def valid(exported_head: dict[str, str]) -> dict:
+    """One real Bottleneck message per codec of the exported head, by codec name."""
+    from split_fixtures import valid_bottlenecks
+
+    return valid_bottlenecks(exported_head)
+
+
 @pytest.fixture
 def camera(ros_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """The test's camera node (split_fixtures.Camera) in the child processes' DDS domain."""

@@ -13,8 +13,12 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+from sc2_split.backends import make_backend
 from sc2_split.benchmarks.models import sample_frames
 from sc2_split.export.__main__ import main as export_main
+from sc2_split.head import HeadPipeline
+from sc2_split.head_metadata import HeadMetadata
+from sc2_split.ros.bottleneck_conversion import to_bottleneck
 from sc2_split.ros.image_conversion import rgb_to_image
 from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, OVERLAY_QOS, RESULTS_QOS, camera_qos
 from sc2_split.testing.diagnostics_reader import DiagnosticsReader
@@ -43,6 +47,20 @@ def export_head(config: str, checkpoint: str, out: str) -> dict[str, str]:
         "model_file_path": str(Path(out) / "head.onnx"),
         "model_config": config,
         "checkpoint": checkpoint,
+    }
+
+
+def valid_bottlenecks(exported_head: dict[str, str]) -> dict[str, Bottleneck]:
+    """One real bottleneck per codec of the exported head, as the head node sends them."""
+    metadata = HeadMetadata.load(exported_head["metadata_file_path"])
+    backend = make_backend(
+        "onnxruntime", exported_head["metadata_file_path"], metadata, exported_head["model_file_path"]
+    )
+    rgb = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    header = Header(frame_id=FRAME_ID)
+    return {
+        codec: to_bottleneck(HeadPipeline(metadata, backend, codec)(rgb), header, metadata.model_id, 0)
+        for codec in metadata.codecs
     }
 
 

@@ -4,6 +4,7 @@ from sc2_split.codecs.entropy import ChannelCoder, EntropyCodec, EntropyTables
 from sc2_split.codecs.fp16 import Fp16Codec
 from sc2_split.codecs.payload import Codec, EncodedTensor, PayloadError
 from sc2_split.codecs.quant8 import Quant8Codec
+from sc2_split.untrusted import shown
 
 __all__ = ["CODECS", "Codec", "EncodedTensor", "EntropyTables", "PayloadError", "make_codec"]
 
@@ -21,4 +22,6 @@ def make_codec(name: str, tables: EntropyTables | None = None, channels: Channel
         return Quant8Codec()
     if name == "fp16":
         return Fp16Codec()
-    raise PayloadError("unknown_codec", f"codec {name!r} is unknown; expected one of {', '.join(CODECS)}")
+    raise PayloadError(
+        "unknown_codec", f"codec {shown(name)} is unknown; expected one of {', '.join(CODECS)}"
+    )

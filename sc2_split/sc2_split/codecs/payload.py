@@ -9,7 +9,11 @@ from typing import Literal, Protocol, get_args
 
 import numpy as np
 
-Reason = Literal["unknown_codec", "version", "dtype", "shape", "truncated", "oversized", "corrupt", "model"]
+from sc2_split.untrusted import shown
+
+Reason = Literal[
+    "unknown_codec", "version", "dtype", "shape", "truncated", "oversized", "corrupt", "model", "header"
+]
 REASONS: tuple[str, ...] = get_args(Reason)
 
 DTYPES = ("float32", "float16")
@@ -68,11 +72,13 @@ class Codec(Protocol):
 def check_payload(enc: EncodedTensor, codec: str, version: int, expected_shape: tuple[int, ...]) -> None:
     """Refuse a payload of another codec or version, of an unknown dtype, or not of the model's shape."""
     if enc.codec != codec:
-        raise PayloadError("unknown_codec", f"payload was coded with {enc.codec!r}, expected {codec!r}")
+        raise PayloadError("unknown_codec", f"payload was coded with {shown(enc.codec)}, expected {codec!r}")
     if enc.version != version:
         raise PayloadError("version", f"payload has {codec} version {enc.version}, expected {version}")
     if enc.dtype not in DTYPES:
-        raise PayloadError("dtype", f"payload dtype is {enc.dtype!r}, expected one of {', '.join(DTYPES)}")
+        raise PayloadError(
+            "dtype", f"payload dtype is {shown(enc.dtype)}, expected one of {', '.join(DTYPES)}"
+        )
     if tuple(enc.shape) != tuple(expected_shape):
         raise PayloadError(
             "shape", f"payload latent shape is {tuple(enc.shape)}, the model expects {tuple(expected_shape)}"

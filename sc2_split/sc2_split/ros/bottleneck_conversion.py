@@ -9,7 +9,11 @@ from sc2_split.codecs.payload import DEFAULT_MAX_BYTES, MAX_NDIM, EncodedTensor,
 from sc2_split.frames import CodedFrame
 from sc2_split.geometry import ImageGeometry
 from sc2_split.head import HeadResult
+from sc2_split.untrusted import shown
 from sc2_split_msgs.msg import Bottleneck
+
+# Longest frame id accepted: the tail echoes it in every detection message (REP 105 ids are short).
+MAX_FRAME_ID_CHARS = 256
 
 
 def to_bottleneck(result: HeadResult, header: Header, model_id: str, head_dropped_frames: int) -> Bottleneck:
@@ -40,8 +44,17 @@ def to_bottleneck(result: HeadResult, header: Header, model_id: str, head_droppe
     )
 
 
+def check_frame_id(frame_id: str) -> None:
+    """PayloadError("header") for a frame id too long to send and echo back with every frame."""
+    if len(frame_id) > MAX_FRAME_ID_CHARS:
+        raise PayloadError(
+            "header", f"frame id {shown(frame_id)} is longer than {MAX_FRAME_ID_CHARS} characters"
+        )
+
+
 def from_bottleneck(msg: Bottleneck, max_bytes: int = DEFAULT_MAX_BYTES) -> CodedFrame:
-    """The coded frame of a received message; PayloadError if it is too big to try.
+    """The coded frame of a received message; PayloadError if it is too big to try, or if its frame
+    id is too long to echo back.
 
     rosidl has already typed every field; the codec and the tail check the payload against the model.
     """
@@ -49,6 +62,7 @@ def from_bottleneck(msg: Bottleneck, max_bytes: int = DEFAULT_MAX_BYTES) -> Code
         raise PayloadError(
             "oversized", f"payload is {len(msg.data)} bytes, more than the limit of {max_bytes}"
         )
+    check_frame_id(msg.header.frame_id)
     if len(msg.shape) > MAX_NDIM:
         raise PayloadError(
             "shape", f"payload declares {len(msg.shape)} dimensions, at most {MAX_NDIM} allowed"

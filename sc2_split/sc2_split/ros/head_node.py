@@ -18,7 +18,7 @@ from sc2_split.bundled import BUNDLED_HEAD
 from sc2_split.codecs import CODECS
 from sc2_split.head import HeadPipeline
 from sc2_split.head_metadata import HeadMetadata
-from sc2_split.ros.bottleneck_conversion import to_bottleneck
+from sc2_split.ros.bottleneck_conversion import check_frame_id, to_bottleneck
 from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.image_conversion import to_rgb
 from sc2_split.ros.latency_window import LatencyWindow
@@ -26,6 +26,7 @@ from sc2_split.ros.newest_wins import NewestWinsWorker
 from sc2_split.ros.parameters import CAMERA_PARAMETERS, Param, declare_parameters
 from sc2_split.ros.spin import spin_node
 from sc2_split.ros.topics import BOTTLENECK_QOS, subscribe_camera
+from sc2_split.untrusted import bounded_line
 from sc2_split_msgs.msg import Bottleneck
 
 PARAMETERS = {
@@ -127,13 +128,15 @@ class HeadNode(Node):
         """Encodes and publishes one frame; a bad frame is logged and counted, not fatal."""
         started = time.perf_counter()
         try:
+            check_frame_id(msg.header.frame_id)
             rgb = to_rgb(msg)
             convert_ms = 1e3 * (time.perf_counter() - started)
             result = self.pipeline(rgb)
         except ValueError as exc:
             self.bad_frames += 1
             self.get_logger().warning(
-                f"skipped a bad frame ({self.bad_frames} so far): {exc}", throttle_duration_sec=5.0
+                bounded_line(f"skipped a bad frame ({self.bad_frames} so far): {exc}"),
+                throttle_duration_sec=5.0,
             )
             return
         # Decoding the camera message (JPEG, YUV) is part of the robot's preprocessing.
@@ -156,7 +159,7 @@ class HeadNode(Node):
         """Any other failure of a frame (the encoder's thread goes on with the next one)."""
         self.failed_frames += 1
         self.get_logger().error(
-            f"encoding failed ({self.failed_frames} so far): {exc!r}", throttle_duration_sec=5.0
+            bounded_line(f"encoding failed ({self.failed_frames} so far): {exc!r}"), throttle_duration_sec=5.0
         )
 
     def log_summary(self) -> None:

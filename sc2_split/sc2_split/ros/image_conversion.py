@@ -12,6 +12,8 @@ from PIL import Image as PilImage
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from sc2_split.untrusted import shown
+
 # Largest frame accepted: far beyond any camera (8K is 33 Mpx), small enough to bound memory.
 MAX_PIXELS = 64 * 1024 * 1024
 
@@ -36,7 +38,7 @@ def image_to_rgb(msg: Image, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     bpp = BYTES_PER_PIXEL.get(msg.encoding)
     if bpp is None:
         raise ValueError(
-            f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(BYTES_PER_PIXEL)}"
+            f"unsupported image encoding {shown(msg.encoding)}; supported: {', '.join(BYTES_PER_PIXEL)}"
         )
     height, width, step = msg.height, msg.width, msg.step
     _check_size(height, width, max_pixels)
@@ -65,18 +67,18 @@ def compressed_to_rgb(msg: CompressedImage, max_pixels: int = MAX_PIXELS) -> np.
         image = PilImage.open(io.BytesIO(bytes(msg.data)), formats=COMPRESSED_FORMATS)
     except PilImage.UnidentifiedImageError as exc:  # its text names an in-memory file object
         raise ValueError(
-            f"compressed image ({msg.format!r}, {len(msg.data)} bytes) is not a JPEG or PNG"
+            f"compressed image ({shown(msg.format)}, {len(msg.data)} bytes) is not a JPEG or PNG"
         ) from exc
     except (OSError, ValueError, PilImage.DecompressionBombError) as exc:
         raise ValueError(
-            f"compressed image ({msg.format!r}, {len(msg.data)} bytes) is not a JPEG or PNG: {exc}"
+            f"compressed image ({shown(msg.format)}, {len(msg.data)} bytes) is not a JPEG or PNG: {exc}"
         ) from exc
     # The size is in the file header: checked before the pixels are decoded.
     _check_size(image.height, image.width, max_pixels)
     try:
         return np.asarray(image.convert("RGB"))
     except (OSError, ValueError) as exc:
-        raise ValueError(f"compressed image ({msg.format!r}) cannot be decoded: {exc}") from exc
+        raise ValueError(f"compressed image ({shown(msg.format)}) cannot be decoded: {exc}") from exc
 
 
 def to_rgb(msg: Image | CompressedImage, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Per-frame numbers over a logging period, summarized as mean and 90th percentile for the node's log."""
 
+import math
 import threading
 from collections import defaultdict
 
@@ -15,11 +16,13 @@ class LatencyWindow:
         self._frames = 0
 
     def add(self, **values: float) -> None:
-        """One frame's numbers, by name (e.g. encode=12.5, payload_bytes=8123)."""
+        """One frame's numbers, by name (e.g. encode=12.5, payload_bytes=8123); NaN marks a number
+        that was not measured (an implausible stamp, say) and stays out of the summary."""
         with self._lock:
             self._frames += 1
             for name, value in values.items():
-                self._values[name].append(value)
+                if not math.isnan(value):
+                    self._values[name].append(value)
 
     def take(self) -> tuple[int, str]:
         """(frames, "name mean/p90, ...") since the last call, and starts a new period."""

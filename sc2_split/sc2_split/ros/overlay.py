@@ -14,21 +14,36 @@ PALETTE = (
 )  # fmt: skip
 
 
+# Detections come over the network: at most this many are drawn, with labels of at most LABEL_CHARS.
+MAX_DRAWN = 300
+LABEL_CHARS = 40
+
+
 def draw_detections(
     rgb: np.ndarray, detections: Detection2DArray, class_names: Mapping[str, str]
 ) -> np.ndarray:
-    """A copy of the uint8 RGB frame with each detection's box, class name (its id if unknown) and score."""
+    """A copy of the uint8 RGB frame with each detection's box, class name (its id if unknown) and score.
+
+    Boxes that are not finite are skipped and the rest clipped to just outside the frame, so that no
+    coordinate a sender chose can make PIL fail.
+    """
     image = Image.fromarray(rgb)
     draw = ImageDraw.Draw(image)
-    for detection in detections.detections:
+    height, width = rgb.shape[:2]
+    for detection in detections.detections[:MAX_DRAWN]:
         box = detection.bbox
         x, y = box.center.position.x, box.center.position.y
-        corners = (x - box.size_x / 2, y - box.size_y / 2, x + box.size_x / 2, y + box.size_y / 2)
+        corners = np.array([x - box.size_x / 2, y - box.size_y / 2, x + box.size_x / 2, y + box.size_y / 2])
+        if not np.isfinite(corners).all():
+            continue
+        x1, y1, x2, y2 = np.clip(corners, -1, [width, height, width, height]).tolist()
+        corners = (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
         label, color = "?", PALETTE[0]
         if detection.results:
             hypothesis = detection.results[0].hypothesis
-            label = f"{class_names.get(hypothesis.class_id, hypothesis.class_id)} {hypothesis.score:.2f}"
-            color = PALETTE[zlib.crc32(hypothesis.class_id.encode()) % len(PALETTE)]
+            name = class_names.get(hypothesis.class_id, hypothesis.class_id)
+            label = f"{name[:LABEL_CHARS]} {hypothesis.score:.2f}"
+            color = PALETTE[zlib.crc32(hypothesis.class_id[:LABEL_CHARS].encode()) % len(PALETTE)]
         draw.rectangle(corners, outline=color, width=2)
         text_box = draw.textbbox((corners[0] + 3, corners[1] + 2), label)
         draw.rectangle(text_box, fill=color)

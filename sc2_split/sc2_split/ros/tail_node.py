@@ -8,16 +8,24 @@ Two stages, so that the CPU decodes the next bottleneck while the GPU runs this 
 callback checks and entropy-decodes, then hands the latent to the network's thread. That thread takes
 the newest latent only; one that a newer latent replaced while the network was busy is dropped and
 counted, so a slow network costs dropped frames, never a queue.
+
+Each bottleneck is checked before it changes any state: a rejected one moves only the rejection
+counters. Sequence numbers count per sender (DDS publisher), stamps that no clock skew explains are
+left out of the latency statistics, and untrusted strings reach the log cut short
+(docs/untrusted_input.md).
 """
 
+import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
 from rclpy.node import Node
+from rclpy.subscription import MessageInfo, Subscription
 from rclpy.time import Time
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo, VisionClass
@@ -34,7 +42,9 @@ from sc2_split.ros.newest_wins import NewestWinsWorker
 from sc2_split.ros.parameters import Param, declare_parameters
 from sc2_split.ros.spin import spin_node
 from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, RESULTS_QOS
+from sc2_split.sequence_gaps import SequenceGaps
 from sc2_split.tail import TailPipeline
+from sc2_split.untrusted import bounded_line, plausible_ms, saturating_add
 from sc2_split_msgs.msg import Bottleneck, SplitStats
 
 # A sender with the wrong model would otherwise log at its frame rate: each reason at most this often.
@@ -63,6 +73,23 @@ PARAMETERS = {
     "summary_period": Param(
         5.0, "seconds between counters on /diagnostics and summary lines in the log", bounds=(0.1, 3600.0)
     ),
+    "max_sequence_gap": Param(
+        100000,
+        "most frames one gap in a head's sequence numbers counts as missed; a larger jump is counted "
+        "as a jump and adds none",
+        bounds=(0, 2**62),
+    ),
+    "clock_skew_tolerance_ms": Param(
+        1000.0,
+        "how far the robot's clock may run ahead of the edge's: a stamp further in the future is left "
+        "out of the latency statistics and counted (implausible_times)",
+        bounds=(0.0, 3.6e6),
+    ),
+    "max_latency_ms": Param(
+        60000.0,
+        "oldest stamp taken as a latency; an older one is left out of the statistics and counted",
+        bounds=(1.0, 3.6e6),
+    ),
 }
 
 
@@ -74,6 +101,7 @@ class DecodedFrame:
     latent: np.ndarray
     geometry: ImageGeometry
     stats: SplitStats
+    stamp_plausible: bool  # the image stamp is one a clock could have made: end_to_end_ms is timed
 
 
 class TailNode(Node):
@@ -90,11 +118,12 @@ class TailNode(Node):
         self.window = LatencyWindow()
         self.rejected: Counter[str] = Counter()
         self._last_reject_log: dict[str, float] = {}
-        self.head_dropped_frames = 0
-        self.missed_frames = 0
+        self.sequences = SequenceGaps(p["max_sequence_gap"])
+        self.skew_tolerance_ms = p["clock_skew_tolerance_ms"]
+        self.max_latency_ms = p["max_latency_ms"]
+        self.implausible_times = 0
         self.failed = 0  # both stages count failures: under _failed_lock
         self._failed_lock = threading.Lock()
-        self._last_sequence: int | None = None
         self._rejected_at_last_summary = 0
 
         self.detections_pub = self.create_publisher(Detection2DArray, "detections", RESULTS_QOS)
@@ -102,9 +131,10 @@ class TailNode(Node):
         label_info_pub = self.create_publisher(LabelInfo, "label_info", LABEL_INFO_QOS)
         label_info_pub.publish(self.label_info())
         self.network = NewestWinsWorker(self.detect, self.count_failure, name="tail_network")
-        self.subscription = self.create_subscription(
-            Bottleneck, "bottleneck", self.on_bottleneck, BOTTLENECK_QOS
-        )
+        # rclpy hands a two-argument callback the MessageInfo (the publisher's GID) since Iron; on
+        # Humble every bottleneck counts as one sender.
+        callback = self.on_bottleneck if hasattr(Subscription, "CallbackType") else self._on_bottleneck_humble
+        self.subscription = self.create_subscription(Bottleneck, "bottleneck", callback, BOTTLENECK_QOS)
         self.diagnostics = CounterDiagnostics(self, self.model_id, warn_on=("rejected", "failed"))
         self.frames = 0
         self.summary_period_s = p["summary_period"]
@@ -133,37 +163,68 @@ class TailNode(Node):
             threshold=self.score_threshold,
         )
 
-    def on_bottleneck(self, msg: Bottleneck) -> None:
+    @property
+    def missed_frames(self) -> int:
+        return self.sequences.missed
+
+    @property
+    def head_dropped_frames(self) -> int:
+        return self.sequences.head_dropped_frames
+
+    def on_bottleneck(self, msg: Bottleneck, info: MessageInfo | None) -> None:
         """Decoding stage, on the executor's thread: a checked, decoded latent for the network stage."""
-        received = self.get_clock().now()
-        self.count_missed(msg.sequence)
+        gid = (info or {}).get("publisher_gid") or {}
+        frame = self.admit(msg, bytes(gid.get("data", b"")), self.get_clock().now())
+        if frame is not None:
+            self.network.put(frame)
+
+    def _on_bottleneck_humble(self, msg: Bottleneck) -> None:
+        self.on_bottleneck(msg, None)
+
+    def admit(self, msg: Bottleneck, sender: Hashable, received: Time) -> DecodedFrame | None:
+        """The decoded frame of a bottleneck from `sender` received at `received`, or None if it was
+        rejected or failed; only an accepted one moves the sequence and latency accounting."""
         try:
             frame = from_bottleneck(msg)
             started = time.perf_counter()
             latent = self.pipeline.decode(frame)
             decode_ms = 1e3 * (time.perf_counter() - started)
         except PayloadError as exc:
+            self.sequences.unserved(sender)
             self.reject(exc)
-            return
+            return None
         except Exception as exc:  # a payload must never take the node down
+            self.sequences.unserved(sender)
             self.count_failure(exc)
-            return
+            return None
+        self.sequences.observe(sender, msg.sequence, msg.head_dropped_frames)
+        # Includes any wait in this node's reader while the previous frame was decoded.
+        transport_ms = self._plausible_ms(received, msg.sent)
+        stamp_plausible = not math.isnan(self._plausible_ms(received, msg.header.stamp))
+        head_ms = [
+            plausible_ms(t, 0.0, self.max_latency_ms)
+            for t in (msg.preprocess_ms, msg.encode_ms, msg.codec_ms)
+        ]
+        if math.isnan(transport_ms) or not stamp_plausible or any(math.isnan(t) for t in head_ms):
+            self.implausible_times += 1
         stats = SplitStats(
             header=msg.header,
             model_id=msg.model_id,
             codec=msg.codec,
             payload_bytes=len(msg.data),
-            preprocess_ms=msg.preprocess_ms,
-            encode_ms=msg.encode_ms,
-            codec_ms=msg.codec_ms,
-            # Includes any wait in this node's reader while the previous frame was decoded.
-            transport_ms=_ms(received, msg.sent),
+            preprocess_ms=head_ms[0],
+            encode_ms=head_ms[1],
+            codec_ms=head_ms[2],
+            transport_ms=transport_ms,
             decode_ms=decode_ms,
             head_dropped_frames=msg.head_dropped_frames,
             tail_missed_frames=self.missed_frames,
-            tail_rejected=self.rejected.total(),
+            tail_rejected=saturating_add(0, self.rejected.total()),
         )
-        self.network.put(DecodedFrame(latent, frame.geometry, stats))
+        return DecodedFrame(latent, frame.geometry, stats, stamp_plausible)
+
+    def _plausible_ms(self, later: Time, earlier: TimeMsg) -> float:
+        return plausible_ms(_ms(later, earlier), self.skew_tolerance_ms, self.max_latency_ms)
 
     def detect(self, frame: DecodedFrame) -> None:
         """Network stage, on its own thread: detections and stats of a decoded frame, published.
@@ -179,10 +240,11 @@ class TailNode(Node):
             to_detection_array(stats.header, detections, self.score_threshold, self.max_detections)
         )
         # Includes any wait for the network while it ran the previous frame.
-        stats.end_to_end_ms = _ms(self.get_clock().now(), stats.header.stamp)
+        stats.end_to_end_ms = (
+            _ms(self.get_clock().now(), stats.header.stamp) if frame.stamp_plausible else math.nan
+        )
         self.stats_pub.publish(stats)
         self.frames += 1
-        self.head_dropped_frames = stats.head_dropped_frames
         self.window.add(
             preprocess_ms=stats.preprocess_ms,
             encode_ms=stats.encode_ms,
@@ -200,15 +262,8 @@ class TailNode(Node):
             self.failed += 1
             failed = self.failed
         self.get_logger().error(
-            f"tail failed on a bottleneck ({failed} so far): {exc!r}", throttle_duration_sec=5.0
+            bounded_line(f"tail failed on a bottleneck ({failed} so far): {exc!r}"), throttle_duration_sec=5.0
         )
-
-    def count_missed(self, sequence: int) -> None:
-        """Gaps in the head's sequence numbers are frames this node never saw; a lower number means
-        the head restarted."""
-        if self._last_sequence is not None and sequence > self._last_sequence:
-            self.missed_frames += sequence - self._last_sequence - 1
-        self._last_sequence = sequence
 
     def reject(self, exc: PayloadError) -> None:
         self.rejected[exc.reason] += 1
@@ -216,7 +271,9 @@ class TailNode(Node):
         if now - self._last_reject_log.get(exc.reason, -REJECT_LOG_PERIOD_S) >= REJECT_LOG_PERIOD_S:
             self._last_reject_log[exc.reason] = now
             self.get_logger().error(
-                f"rejected a bottleneck ({exc.reason}, {self.rejected[exc.reason]} so far): {exc}"
+                bounded_line(
+                    f"rejected a bottleneck ({exc.reason}, {self.rejected[exc.reason]} so far): {exc}"
+                )
             )
 
     def log_summary(self) -> None:
@@ -226,6 +283,10 @@ class TailNode(Node):
             "frames": self.frames,
             "head_dropped_frames": self.head_dropped_frames,
             "missed_frames": self.missed_frames,
+            "sequence_jumps": self.sequences.jumps,
+            "sequence_restarts": self.sequences.restarts,
+            "senders": self.sequences.senders,
+            "implausible_times": self.implausible_times,
             "dropped_frames": self.network.dropped,
             "rejected": rejected_total,
             **{f"rejected_{reason}": n for reason, n in sorted(self.rejected.items())},
@@ -239,7 +300,8 @@ class TailNode(Node):
         self.get_logger().info(
             f"{frames} frames in {self.summary_period_s:g} s ({frames / self.summary_period_s:.1f} Hz); "
             f"mean/p90: {summary or '-'}; since start: {self.head_dropped_frames} dropped by the head, "
-            f"{self.missed_frames} missed, {self.network.dropped} dropped here "
+            f"{self.missed_frames} missed ({self.sequences.jumps} sequence jumps, {self.sequences.restarts} "
+            f"restarts), {self.implausible_times} implausible times, {self.network.dropped} dropped here "
             f"(network busy), rejected {rejected}, {self.failed} failed"
         )
 
