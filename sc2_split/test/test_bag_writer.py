@@ -120,3 +120,35 @@ def test_the_player_reads_offered_qos_as_humble_and_jazzy_write_it(offered: str)
         (ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.VOLATILE),
     ]
     assert recorded_offers("") == []
+
+
+def test_a_missing_or_damaged_bag_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from sc2_split.ros.bag_tool import main
+
+    damaged = tmp_path / "damaged"
+    with BagWriter(damaged) as writer:
+        writer.write(writer.add_topic("/chatter", "std_msgs/msg/String", [RESULTS_QOS]), b"x" * 64, 1)
+    (mcap,) = damaged.glob("*.mcap")
+    mcap.write_bytes(mcap.read_bytes()[:40] + bytes(200))
+    no_yaml = tmp_path / "no_yaml"
+    no_yaml.mkdir()
+    for bag, error in ((tmp_path / "absent", "no bag at"), (no_yaml, "is not a rosbag2 bag"), (damaged, "")):
+        assert main(["play", str(bag)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("bag_tool play: ") and error in err, err
+
+
+def test_the_offline_tail_counts_recorded_messages_that_are_no_bottleneck(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from sc2_split.ros.bag_tool import main
+
+    bag = tmp_path / "bag"
+    with BagWriter(bag) as writer:
+        connection = writer.add_topic("/bottleneck", "sc2_split_msgs/msg/Bottleneck", [BOTTLENECK_QOS])
+        writer.write(connection, b"\x00\x01\x00\x00" + b"\xff" * 12, 1)  # CDR header, then garbage
+        writer.write(connection, serialize_message(Bottleneck(model_id="x" * 100_000)), 2)
+    assert main(["tail", str(bag), "--jsonl", str(tmp_path / "out.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert "0 bottlenecks of /bottleneck decoded" in err
+    assert "rejected 1 (corrupt)" in err and "rejected 1 (model)" in err and "(100000 characters)" in err

@@ -10,6 +10,7 @@ here: recording and playing run on the robot.
 """
 
 import importlib
+import struct
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from types import TracebackType
 
 import yaml
 from ament_index_python.packages import get_package_share_directory
+from mcap.exceptions import McapError
 from mcap.reader import make_reader
 from rclpy.duration import Duration
 from rclpy.expand_topic_name import expand_topic_name
@@ -141,22 +143,42 @@ class BagMessage:
     data: bytes  # serialized CDR
 
 
+class BagError(ValueError):
+    """A bag that cannot be read: missing, not a rosbag2 directory, or a damaged MCAP file."""
+
+
+# What a damaged MCAP file raises from the reader.
+_DAMAGED = (McapError, EOFError, struct.error, UnicodeDecodeError, ValueError)
+
+
 def storage_files(bag: Path) -> list[Path]:
     """The MCAP files of a bag directory in recording order, as its metadata.yaml lists them, or a
     single .mcap file as given."""
+    if not bag.exists():
+        raise BagError(f"no bag at {bag}")
     if not bag.is_dir():
         return [bag]
-    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-    return [bag / Path(name).name for name in info["relative_file_paths"]]
+    try:
+        info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        files = [bag / Path(name).name for name in info["relative_file_paths"]]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise BagError(f"{bag} is not a rosbag2 bag: its metadata.yaml cannot be read ({exc!r})") from exc
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise BagError(f"{bag}: metadata.yaml lists files that are not there: {', '.join(missing)}")
+    return files
 
 
 def bag_topics(bag: Path) -> list[BagTopic]:
     topics = {}
     for path in storage_files(bag):
         with path.open("rb") as stream:
-            summary = make_reader(stream).get_summary()
+            try:
+                summary = make_reader(stream).get_summary()
+            except _DAMAGED as exc:
+                raise BagError(f"{path} is not a readable MCAP file: {exc!r}") from exc
         if summary is None:
-            raise ValueError(f"{path} has no summary: its recording was not closed (`mcap recover` it)")
+            raise BagError(f"{path} has no summary: its recording was not closed (`mcap recover` it)")
         for channel in summary.channels.values():
             type_name = summary.schemas[channel.schema_id].name
             qos = channel.metadata.get("offered_qos_profiles", "")
@@ -168,9 +190,12 @@ def read_messages(bag: Path, topics: Collection[str] | None = None) -> Iterator[
     """The bag's messages (all, or those of `topics`) in the order they were received."""
     for path in storage_files(bag):
         with path.open("rb") as stream:
-            for schema, channel, message in make_reader(stream).iter_messages(topics=topics):
-                type_name = schema.name if schema is not None else ""
-                yield BagMessage(channel.topic, type_name, message.log_time, message.data)
+            try:
+                for schema, channel, message in make_reader(stream).iter_messages(topics=topics):
+                    type_name = schema.name if schema is not None else ""
+                    yield BagMessage(channel.topic, type_name, message.log_time, message.data)
+            except _DAMAGED as exc:
+                raise BagError(f"{path} is damaged: {exc!r}") from exc
 
 
 class Recorder(Node):

@@ -31,13 +31,15 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.expand_topic_name import expand_topic_name
 from rclpy.utilities import remove_ros_args
 
-from sc2_split.ros.bag import BagWriter, Recorder, play, read_messages
+from sc2_split.ros.bag import BagError, BagWriter, Recorder, play, read_messages
 from sc2_split.ros.topics import RESULTS_QOS
+from sc2_split.untrusted import shown
 
 PROG = "bag_tool"
 # The tail node's parameters that the offline tail takes as options, with the node's defaults.
 TAIL_OPTIONS = ("model_config", "checkpoint", "model_name", "device", "score_threshold", "max_detections")
 DETECTIONS_TYPE = "vision_msgs/msg/Detection2DArray"
+BOTTLENECK_TYPE = "sc2_split_msgs/msg/Bottleneck"
 
 
 def record_command(argv: list[str]) -> int:
@@ -104,7 +106,7 @@ def play_command(argv: list[str]) -> int:
 
 def tail_command(argv: list[str]) -> int:
     # torch and the model come with the tail; record and play must run on a robot without them.
-    from rclpy.serialization import deserialize_message, serialize_message
+    from rclpy.serialization import serialize_message
 
     from sc2_split.codecs.payload import PayloadError
     from sc2_split.ros.bottleneck_conversion import from_bottleneck
@@ -138,8 +140,10 @@ def tail_command(argv: list[str]) -> int:
         if out is not None:
             connection = out.add_topic(detections_topic, DETECTIONS_TYPE, [RESULTS_QOS])
         for message in read_messages(args.bag, [args.topic]):
-            msg = deserialize_message(message.data, Bottleneck)
             try:
+                if message.type_name != BOTTLENECK_TYPE:
+                    raise PayloadError("corrupt", f"{args.topic} holds {shown(message.type_name)} messages")
+                msg = _deserialized(message.data, Bottleneck)
                 detections = pipeline(from_bottleneck(msg))
             except PayloadError as exc:
                 rejected[exc.reason] += 1
@@ -175,7 +179,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=COMMANDS, help="then its own options (bag_tool COMMAND -h)")
     command = parser.parse_args(argv[:1]).command
-    return COMMANDS[command](argv[1:])
+    try:
+        return COMMANDS[command](argv[1:])
+    except (BagError, OSError) as exc:
+        print(f"{PROG} {command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _deserialized(data: bytes, message_type: type) -> object:
+    """A recorded message; PayloadError("corrupt") if its bytes are not one."""
+    from rclpy.serialization import deserialize_message
+
+    from sc2_split.codecs.payload import PayloadError
+
+    try:
+        return deserialize_message(data, message_type)
+    except Exception as exc:  # rclpy raises whatever the type support's C code reports
+        raise PayloadError("corrupt", f"a recorded message is no {message_type.__name__}: {exc!r}") from exc
 
 
 if __name__ == "__main__":
