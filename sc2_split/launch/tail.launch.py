@@ -3,16 +3,25 @@
 ros2 launch sc2_split tail.launch.py tail_params_file:=/path/tail.yaml
 """
 
+import os
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+from sc2_split.ros.dds_profile import camera_profile_env
 
 
 def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         [
+            # Raw camera frames need a larger shared-memory segment than Fast DDS's default (README,
+            # "Camera frames over DDS"): the shipped profile, unless the user set one.
+            *(
+                SetEnvironmentVariable(variable, value)
+                for variable, value in camera_profile_env(os.environ).items()
+            ),
             DeclareLaunchArgument(
                 "namespace", default_value="", description="namespace of the split detector"
             ),

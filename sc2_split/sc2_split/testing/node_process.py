@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from ament_index_python.packages import get_package_prefix, get_package_share_directory
+from ament_index_python.packages import get_package_prefix
 
 
 def isolated_ros_env(discovery_range: str = "LOCALHOST") -> dict[str, str]:
@@ -26,14 +26,21 @@ def isolated_ros_env(discovery_range: str = "LOCALHOST") -> dict[str, str]:
 
 
 def node_command(
-    executable: str, params_file: str, overrides: dict[str, object], ros_args: Sequence[str] = ()
+    executable: str,
+    params_file: str,
+    overrides: dict[str, object],
+    ros_args: Sequence[str] = (),
+    prefix: Path | None = None,
 ) -> list[str]:
-    """`ros_args` go after the parameters, e.g. ["--enclave", "/sc2_split/head"] (docs/sros2.md)."""
+    """`ros_args` go after the parameters, e.g. ["--enclave", "/sc2_split/head"] (docs/sros2.md).
+    `prefix`: the install prefix of another workspace's sc2_split (another distribution's); by default
+    this process's."""
+    prefix = prefix or Path(get_package_prefix("sc2_split"))
     command = [
-        str(Path(get_package_prefix("sc2_split")) / "lib" / "sc2_split" / executable),
+        str(prefix / "lib" / "sc2_split" / executable),
         "--ros-args",
         "--params-file",
-        str(Path(get_package_share_directory("sc2_split")) / "config" / params_file),
+        str(prefix / "share" / "sc2_split" / "config" / params_file),
     ]
     for name, value in overrides.items():
         command += ["-p", f"{name}:={value}"]
@@ -63,6 +70,7 @@ def node_process(
     env: dict[str, str],
     log: Path,
     ros_args: Sequence[str] = (),
+    prefix: Path | None = None,
 ) -> AbstractContextManager[subprocess.Popen]:
     """An installed node with a shipped parameter file, running until the block ends."""
-    return running(node_command(executable, params_file, overrides, ros_args), env, log)
+    return running(node_command(executable, params_file, overrides, ros_args, prefix), env, log)
