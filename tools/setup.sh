@@ -85,6 +85,22 @@ link_path() {
     ln -sfn "$target" "$link"
 }
 
+# The TensorRT type check (sc2_split/test/test_tensorrt_types.py): NVIDIA's stubs in .venv/stubs (see
+# requirements/tensorrt-stubs.txt) and pyright from the npm registry.
+PYRIGHT_VERSION=1.1.414
+install_type_checker() {
+    local stamp=$venv/.type-checker.sha256 digest
+    digest=$( (cat requirements/tensorrt-stubs.txt && echo "$PYRIGHT_VERSION") | sha256sum | cut -d' ' -f1)
+    if [[ -f $stamp && $(cat "$stamp") == "$digest" ]]; then
+        return
+    fi
+    log "installing the TensorRT stubs and pyright $PYRIGHT_VERSION"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --upgrade \
+        --target "$venv/stubs" -r requirements/tensorrt-stubs.txt
+    npm install --silent --no-audit --no-fund --prefix "$venv/pyright" "pyright@$PYRIGHT_VERSION"
+    echo "$digest" >"$stamp"
+}
+
 make_venv() {
     if [[ ! -x $venv/bin/python ]]; then
         log "creating $(basename "$venv")"
@@ -130,6 +146,9 @@ elif [[ -n ${ROS_DISTRO:-} ]]; then
     log "using the sourced ROS 2 $ROS_DISTRO"
 else
     use_ros_wheels
+    if [[ $leg == kilted ]]; then
+        install_type_checker
+    fi
 fi
 
 paths=$(base_paths | tr '\n' ' ' | sed 's/ $//')

@@ -1,6 +1,7 @@
 """Helpers of the tests that run the split nodes as processes over DDS: the small model exported as
 a head, and the test's own node, which plays the camera and records what the split nodes publish.
-conftest.py makes fixtures of them (`exported_head`, `camera`)."""
+conftest.py makes fixtures of them (`exported_head`, `camera`). Importing this module imports no torch:
+the Jazzy leg, which has none, uses the test's node too."""
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,8 +15,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from sc2_split.backends import make_backend
-from sc2_split.benchmarks.models import sample_frames
-from sc2_split.export.__main__ import main as export_main
+from sc2_split.data import sample_frames
 from sc2_split.head import HeadPipeline
 from sc2_split.head_metadata import HeadMetadata
 from sc2_split.ros.bottleneck_conversion import to_bottleneck
@@ -40,6 +40,8 @@ COUNTER_PERIOD_S = 0.5
 
 def export_head(config: str, checkpoint: str, out: str) -> dict[str, str]:
     """The model exported for HEIGHT x WIDTH frames, and the parameters that point the nodes at it."""
+    from sc2_split.export.__main__ import main as export_main  # torch: the Jazzy leg has none
+
     args = ["--config", config, "--checkpoint", checkpoint, "--out", out, "--parity-frames", "1"]
     assert export_main([*args, "--height", str(HEIGHT), "--width", str(WIDTH)]) == 0
     return {

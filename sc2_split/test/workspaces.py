@@ -1,17 +1,23 @@
-"""The workspaces the ROS tests start robot-side processes from: the registry's Kilted wheels
-(tools/setup.sh) or the Jazzy leg (tools/setup.sh jazzy), each in the environment a user gets in a
+"""The workspaces the ROS tests start node processes from: the registry's Kilted wheels
+(tools/setup.sh) or the Jazzy leg's (tools/setup.sh jazzy), each in the environment a user gets in a
 fresh shell from `source tools/env.sh [jazzy]`, the shipped Fast DDS profile included."""
 
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DOMAIN_VARIABLES = ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "PYTHONUNBUFFERED")
+DOMAIN_VARIABLES = (
+    "ROS_DOMAIN_ID",
+    "ROS_AUTOMATIC_DISCOVERY_RANGE",
+    "ROS_LOCALHOST_ONLY",
+    "PYTHONUNBUFFERED",
+)
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,11 @@ class Workspace:
     env: dict[str, str]
     prefix: Path  # sc2_split's install prefix, for node_process
     python: str
+
+
+def this_leg() -> str:
+    """The distribution this test process runs on: `make test` runs the ROS tests on both."""
+    return "jazzy" if Path(sys.prefix).name == ".venv-jazzy" else "kilted"
 
 
 def workspace(leg: str, ros_env: dict[str, str]) -> Workspace:

@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import tensorrt as trt
 
+# cuda-python is compiled and ships no stubs, so a type checker sees no names in it.
 try:  # cuda-python 12.6 and newer
-    from cuda.bindings import runtime as cudart
+    from cuda.bindings import runtime as cudart  # pyright: ignore[reportAttributeAccessIssue]
 except ImportError:  # older cuda-python
-    from cuda import cudart
+    from cuda import cudart  # pyright: ignore[reportAttributeAccessIssue]
 
 from sc2_split.backends import check_frame
 from sc2_split.head_metadata import HeadMetadata
@@ -50,7 +51,7 @@ class TensorRTBackend:
         }
         for name, (shape, dtype) in expected.items():
             actual = (
-                tuple(self.engine.get_tensor_shape(name)),
+                self.engine.get_tensor_shape(name)[:],  # Dims: a slice of it is a tuple
                 trt.nptype(self.engine.get_tensor_dtype(name)),
             )
             if actual != (shape, dtype):

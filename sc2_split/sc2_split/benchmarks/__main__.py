@@ -14,10 +14,11 @@ from pathlib import Path
 import torch
 
 from sc2_split.benchmarks.head import bench_head, head_process_rss
-from sc2_split.benchmarks.models import prepare, sample_frames
+from sc2_split.benchmarks.models import prepare
 from sc2_split.benchmarks.payload import bench_payload
 from sc2_split.benchmarks.tail import bench_tail
 from sc2_split.benchmarks.timing import Timing, table
+from sc2_split.data import sample_frames
 
 
 def machine() -> str:

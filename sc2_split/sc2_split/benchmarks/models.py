@@ -4,11 +4,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
-from sc2_split.data import SAMPLES_DIR
 from sc2_split.export.head_files import HeadFiles, export_head
 from sc2_split.models.build import build_detector
 from sc2_split.models.config import bundled_config_path, checkpoint_path, load_model_config
@@ -30,13 +27,3 @@ def prepare(spec: str, height: int, width: int) -> BenchModel:
     model = build_detector(load_model_config(config), ckpt)
     out = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     return BenchModel(name, model, export_head(model, name, config, ckpt, height, width, out, fp16=True))
-
-
-def sample_frames(height: int, width: int, count: int) -> list[np.ndarray]:
-    """The bundled sample frames (resized to the size asked for), else deterministic synthetic ones."""
-    paths = sorted(SAMPLES_DIR.glob("*.png"))[:count]
-    if paths:
-        return [np.asarray(Image.open(p).convert("RGB").resize((width, height))) for p in paths]
-    rng = np.random.default_rng(0)
-    blocks = [rng.integers(0, 256, (height // 16, width // 16, 3)) for _ in range(count)]
-    return [np.kron(b, np.ones((16, 16, 1))).astype(np.uint8) for b in blocks]

@@ -18,7 +18,7 @@ from sensor_msgs.msg import Image as ImageMsg
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from sc2_split.benchmarks.models import sample_frames
+from sc2_split.data import sample_frames
 from sc2_split.image_files import encode_image
 from sc2_split.ros.image_conversion import rgb_to_image
 from sc2_split.ros.topics import RESULTS_QOS, camera_qos

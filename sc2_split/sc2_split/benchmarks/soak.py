@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from sc2_split.benchmarks.models import sample_frames
 from sc2_split.codecs import CODECS
+from sc2_split.data import sample_frames
 from sc2_split.export.head_files import export_head
 from sc2_split.models.build import build_detector, save_checkpoint
 from sc2_split.models.config import checkpoint_path, config_path, load_model_config

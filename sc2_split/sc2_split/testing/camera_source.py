@@ -12,28 +12,19 @@ import json
 import sys
 import time
 
-import numpy as np
 import rclpy
-from PIL import Image
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Header
 
-from sc2_split.data import SAMPLES_DIR
+from sc2_split.data import sample_frames
 from sc2_split.image_files import encode_image
 from sc2_split.ros.image_conversion import rgb_to_image
 from sc2_split.ros.topics import CAMERA_TOPICS, camera_qos
 
 FRAME_ID = "camera_optical_frame"
 JPEG_QUALITY = 90
-
-
-def camera_frames(height: int, width: int) -> list[np.ndarray]:
-    """The bundled sample frames at the camera's size: scenes the demo model detects objects in."""
-    return [
-        np.asarray(Image.open(p).convert("RGB").resize((width, height), Image.BILINEAR))
-        for p in sorted(SAMPLES_DIR.glob("*.png"))
-    ]
+SAMPLE_COUNT = 8
 
 
 def publish_frames(args: argparse.Namespace) -> dict[str, object]:
@@ -48,7 +39,8 @@ def publish_frames(args: argparse.Namespace) -> dict[str, object]:
     # The writer can see a reader match before that reader knows the writer, and a frame sent in
     # between is lost on any DDS: that is start-up, not the steady state measured here.
     time.sleep(args.warmup)
-    frames = camera_frames(args.height, args.width)
+    # The bundled sample frames: scenes the demo model detects objects in.
+    frames = sample_frames(args.height, args.width, SAMPLE_COUNT)
     jpegs = [encode_image(f, quality=JPEG_QUALITY) for f in frames] if args.transport == "compressed" else []
     stamps = []
     start = time.monotonic()
