@@ -5,16 +5,21 @@ declares, with the type it declares. Checked from the files' syntax, so launch_r
 import ast
 import importlib
 import importlib.util
+import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import yaml
 from rclpy.qos import ReliabilityPolicy
+from sc2_split.ros.dds_profile import PROFILE_FILE, PROFILE_VARIABLES, camera_profile_env, shipped_profile
 from sc2_split.ros.topics import OVERLAY_QOS
 
 PACKAGE = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((PACKAGE / "launch").glob("*.launch.py"))
 CONFIG_FILES = sorted((PACKAGE / "config").glob("*.yaml"))
+FULL_HD_RGB8 = 1920 * 1080 * 3
+FASTDDS = "{http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles}"
 
 
 def console_scripts() -> dict[str, str]:
@@ -122,3 +127,61 @@ def test_launch_files_load_where_launch_ros_is_installed(path: Path) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert isinstance(module.generate_launch_description(), LaunchDescription)
+
+
+@pytest.mark.parametrize("path", [p for p in LAUNCH_FILES if launched_nodes(p)], ids=lambda p: p.name)
+def test_launch_files_that_start_nodes_set_the_camera_frames_profile(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    calls = {getattr(n.func, "id", None) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    assert {"SetEnvironmentVariable", "camera_profile_env"} <= calls, path.name
+
+
+def test_the_profile_is_set_under_the_name_the_distributions_fast_dds_reads() -> None:
+    profile = str(shipped_profile())
+    assert Path(profile).is_file() and Path(profile).name == PROFILE_FILE
+    assert camera_profile_env({}, "humble") == {"FASTRTPS_DEFAULT_PROFILES_FILE": profile}
+    assert camera_profile_env({"ROS_DISTRO": "jazzy"}) == {"FASTRTPS_DEFAULT_PROFILES_FILE": profile}
+    assert camera_profile_env({"ROS_DISTRO": "kilted"}) == {"FASTDDS_DEFAULT_PROFILES_FILE": profile}
+    # The registry's wheels set no ROS_DISTRO; they are Kilted's.
+    assert camera_profile_env({}) == {"FASTDDS_DEFAULT_PROFILES_FILE": profile}
+    for name in PROFILE_VARIABLES:
+        assert camera_profile_env({name: "/etc/mine.xml", "ROS_DISTRO": "jazzy"}) == {}
+
+
+@pytest.mark.parametrize(("leg", "variable"), [("", "FASTDDS"), ("jazzy", "FASTRTPS")])
+def test_env_sh_sets_the_profile_unless_the_user_did(leg: str, variable: str) -> None:
+    repo = PACKAGE.parent
+    suffix = f"-{leg}" if leg else ""
+    if not (repo / f"install{suffix}" / "setup.bash").is_file():
+        pytest.fail(f"run tools/setup.sh {leg}")
+    show = f"source tools/env.sh {leg} && echo $FASTRTPS_DEFAULT_PROFILES_FILE,$FASTDDS_DEFAULT_PROFILES_FILE"
+
+    def profiles(**env: str) -> str:
+        shell = {"PATH": "/usr/bin:/bin", "HOME": "/root", **env}
+        return subprocess.run(["bash", "-c", show], cwd=repo, env=shell, capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+
+    shipped = str(repo / f"install{suffix}" / "sc2_split" / "share" / "sc2_split" / "config" / PROFILE_FILE)
+    assert profiles() == (f"{shipped}," if variable == "FASTRTPS" else f",{shipped}")
+    assert profiles(FASTRTPS_DEFAULT_PROFILES_FILE="/etc/mine.xml") == "/etc/mine.xml,"
+
+
+def test_the_fast_dds_profile_holds_several_full_hd_frames_in_shared_memory() -> None:
+    root = ET.parse(PACKAGE / "config" / PROFILE_FILE).getroot()
+    transports = {
+        t.findtext(f"{FASTDDS}transport_id"): t for t in root.iter(f"{FASTDDS}transport_descriptor")
+    }
+    (participant,) = root.iter(f"{FASTDDS}participant")
+    assert participant.get("is_default_profile") == "true"
+    rtps = participant.find(f"{FASTDDS}rtps")
+    used = [t.text for t in rtps.iter(f"{FASTDDS}transport_id")]
+    assert sorted(used) == sorted(transports) and rtps.findtext(f"{FASTDDS}useBuiltinTransports") == "false"
+    kinds = {transports[t].findtext(f"{FASTDDS}type"): transports[t] for t in used}
+    assert set(kinds) == {"SHM", "UDPv4"}
+    assert int(kinds["SHM"].findtext(f"{FASTDDS}segment_size")) >= 4 * FULL_HD_RGB8
+
+
+def test_the_cyclone_dds_profile_asks_for_a_buffer_of_several_full_hd_frames() -> None:
+    root = ET.parse(PACKAGE / "config" / "cyclonedds_camera_frames.xml").getroot()
+    (buffer,) = root.iter("{https://cdds.io/config}SocketReceiveBufferSize")
+    assert buffer.get("min").endswith("MB") and int(buffer.get("min")[:-2]) * 10**6 >= 4 * FULL_HD_RGB8
