@@ -5,13 +5,15 @@ ENV := source tools/env.sh
 PYTEST := pytest -q -p no:cacheprovider
 
 # The robot side's tests that need neither torch nor ROS: they also run under Python 3.10 (JetPack 6,
-# Humble): codecs and payload fuzzing, the exported head on ONNX Runtime.
-ROBOT_TESTS := sc2_split/test/test_codecs.py sc2_split/test/test_codecs_import_no_torch.py \
-	sc2_split/test/test_head_pipeline_onnxruntime.py
+# Humble): codecs and payload fuzzing, entropy coding on worker processes, the exported head on ONNX
+# Runtime, the head's newest-frame worker.
+ROBOT_TESTS := sc2_split/test/test_codecs.py sc2_split/test/test_channel_pool_encoding.py \
+	sc2_split/test/test_head_pipeline_onnxruntime.py sc2_split/test/test_newest_wins.py
 # The ROS tests that also run on Jazzy, the robots' distribution: torch-free, so no tail of their own;
 # the camera test runs camera, head and overlay on Jazzy against a tail on Kilted.
 JAZZY_TESTS := sc2_split/test/test_camera_frames_over_dds.py sc2_split/test/test_dds_exchange.py \
-	sc2_split/test/test_image_conversion.py sc2_split/test/test_newest_wins.py
+	sc2_split/test/test_image_conversion.py sc2_split/test/test_imports_without_torch.py \
+	sc2_split/test/test_spin_until.py
 
 .PHONY: setup setup-robot demo test lint
 

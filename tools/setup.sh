@@ -158,4 +158,4 @@ log "colcon build: $paths"
 colcon --log-base "log$suffix" build --build-base "build$suffix" --install-base "install$suffix" \
     --symlink-install --event-handlers console_cohesion- summary+ \
     --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$(command -v python3)"
-log "done: source tools/env.sh ${suffix#-} to use the workspace"
+log "done: source tools/env.sh${suffix:+ ${suffix#-}} to use the workspace"

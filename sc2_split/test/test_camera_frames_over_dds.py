@@ -18,8 +18,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from sc2_split.ros.node_process import node_process
-from split_fixtures import Camera, camera_fixture  # noqa: F401 (fixtures)
+from sc2_split.testing.node_process import node_process
+from split_fixtures import Camera
 from workspaces import this_leg, workspace
 
 from sc2_split_msgs.msg import Bottleneck

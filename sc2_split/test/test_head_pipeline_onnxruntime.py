@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 from sc2_split.backends import make_backend
+from sc2_split.bundled import BUNDLED_HEAD
 from sc2_split.codecs import make_codec
-from sc2_split.codecs.payload import EncodedTensor
 from sc2_split.data import sample_frames
 from sc2_split.head import HeadPipeline
-from sc2_split.metadata import BUNDLED_HEAD, HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 
 METADATA = HeadMetadata.load(BUNDLED_HEAD)
 
@@ -31,8 +31,7 @@ def test_frames_of_any_size_become_payloads_the_codec_decodes(backend, codec: st
         frame = sample_frames(height, width, 1)[0]
         result = head(frame)
     assert (result.geometry.image_height, result.geometry.image_width) == (height, width)
-    payload = EncodedTensor.from_bytes(result.encoded.to_bytes())
-    latent = make_codec(codec, METADATA.entropy_tables).decode(payload, METADATA.latent_shape)
+    latent = make_codec(codec, METADATA.entropy_tables).decode(result.encoded, METADATA.latent_shape)
     assert latent.shape == tuple(METADATA.latent_shape) and np.isfinite(latent).all()
     # A real frame gives a latent with structure, not a constant.
     assert latent.std() > 0
@@ -58,7 +57,8 @@ def test_head_on_onnxruntime_imports_no_torch() -> None:
         "import sys\n"
         "from sc2_split.backends import make_backend\n"
         "from sc2_split.head import HeadPipeline\n"
-        "from sc2_split.metadata import BUNDLED_HEAD, HeadMetadata\n"
+        "from sc2_split.bundled import BUNDLED_HEAD\n"
+        "from sc2_split.head_metadata import HeadMetadata\n"
         "from sc2_split.data import sample_frames\n"
         "m = HeadMetadata.load(BUNDLED_HEAD)\n"
         "head = HeadPipeline(m, make_backend('onnxruntime', BUNDLED_HEAD, m), 'entropy')\n"

@@ -26,8 +26,8 @@ import rclpy
 from rclpy.node import Node
 
 from sc2_split.ros.dds_profile import PROFILE_VARIABLES, camera_profile_env
-from sc2_split.ros.node_process import isolated_ros_env, node_process
 from sc2_split.ros.topics import BOTTLENECK_QOS
+from sc2_split.testing.node_process import isolated_ros_env, node_process
 from sc2_split_msgs.msg import Bottleneck
 
 RESOLUTIONS = ((480, 640), (720, 1280), (1080, 1920))
