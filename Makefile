@@ -13,7 +13,7 @@ ROBOT_TESTS := sc2_split/test/test_codecs.py sc2_split/test/test_channel_pool_en
 # the camera test runs camera, head and overlay on Jazzy against a tail on Kilted.
 JAZZY_TESTS := sc2_split/test/test_camera_frames_over_dds.py sc2_split/test/test_dds_exchange.py \
 	sc2_split/test/test_image_conversion.py sc2_split/test/test_imports_without_torch.py \
-	sc2_split/test/test_spin_until.py
+	sc2_split/test/test_robot_side_untrusted.py sc2_split/test/test_spin_until.py
 
 .PHONY: setup setup-robot demo test lint
 
