@@ -13,7 +13,16 @@ from sc2_split.models.build import build_detector, create_detector, start_checkp
 from sc2_split.models.config import bundled_config_path, load_model_config
 from sc2_split.training.__main__ import main
 from sc2_split.training.finetune import HEAD_PREFIXES, finetuned_name
-from sc2_split.training.students import student_config, student_name
+from sc2_split.training.students import Student
+
+
+def student_name(beta: float | None) -> str:
+    return Student(bundled_config_path("demo_bq8" if beta is None else "demo_fp"), beta).name
+
+
+def student_config(beta: float | None, out: Path) -> dict:
+    """The config the run wrote for the tail and the export tool."""
+    return load_model_config(out / ("demo_bq8.yaml" if beta is None else "demo_fp.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +54,7 @@ def test_teacher_checkpoint_loads_and_detects(quick_run: Path) -> None:
 
 @pytest.mark.parametrize("beta", [0.08, 1.28, None])
 def test_student_checkpoints_hold_only_the_bottleneck_and_detect(quick_run: Path, beta: float | None) -> None:
-    config = student_config(beta, quick_run / "demo_teacher.pt")
+    config = student_config(beta, quick_run)
     path = quick_run / f"{student_name(beta)}.pt"
     saved = torch.load(path, weights_only=True)["model"]
     bottleneck = {key for key in saved if key.startswith("backbone.body.bottleneck_layer.")}
@@ -57,13 +66,13 @@ def test_student_checkpoints_hold_only_the_bottleneck_and_detect(quick_run: Path
 
 def test_stage2_checkpoint_keeps_the_head_bit_for_bit_and_stores_its_tail_in_fp16(quick_run: Path) -> None:
     stage1 = torch.load(quick_run / "demo_fp_beta1.28.pt", weights_only=True)["model"]
-    path = quick_run / f"{finetuned_name(1.28)}.pt"
+    path = quick_run / f"{finetuned_name(student_name(1.28))}.pt"
     stage2 = torch.load(path, weights_only=True)["model"]
     head = {key for key in stage2 if key.startswith(HEAD_PREFIXES)}
     assert head and all(torch.equal(stage2[key], stage1[key]) for key in head)
     tail = [value for key, value in stage2.items() if key not in head and value.is_floating_point()]
     assert tail and all(value.dtype == torch.float16 for value in tail)
-    config = student_config(1.28, quick_run / "demo_teacher.pt")
+    config = student_config(1.28, quick_run)
     assert set(stage2) >= set(create_detector(config).state_dict())  # the whole student, teacher not needed
     _assert_detections(_detect(build_detector(config, path)))
 

@@ -84,8 +84,13 @@ def frames(
         yield frame(split, index, seed)
 
 
-def coco_ground_truth(targets: list[dict[str, Any]], file_names: list[str] | None = None) -> dict[str, Any]:
-    """A COCO instances document (images, annotations, categories) for these targets."""
+def coco_ground_truth(
+    targets: list[dict[str, Any]],
+    file_names: list[str] | None = None,
+    categories: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A COCO instances document (images, annotations, categories) for these targets; categories
+    default to the procedural shapes (another source's, for evaluating on it)."""
     images, annotations = [], []
     for i, target in enumerate(targets):
         image_id = int(target["image_id"])
@@ -105,7 +110,8 @@ def coco_ground_truth(targets: list[dict[str, Any]], file_names: list[str] | Non
                     "iscrowd": 0,
                 }
             )
-    categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASS_NAMES)]
+    if categories is None:
+        categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASS_NAMES)]
     return {"images": images, "annotations": annotations, "categories": categories}
 
 

@@ -10,6 +10,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from sc2_split.data.synthetic import coco_ground_truth
 
@@ -18,17 +19,25 @@ Batch = tuple[list[Tensor], list[dict[str, Any]]]
 
 
 @torch.no_grad()
-def evaluate_detector(model: nn.Module, batches: Iterable[Batch], device: torch.device) -> dict[str, float]:
-    """mAP@[.5:.95] (`map`) and mAP@.5 (`map_50`) of the model, run in eval mode, on these frames."""
+def evaluate_detector(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    device: torch.device,
+    categories: list[dict[str, Any]] | None = None,
+    progress: str | None = None,
+) -> dict[str, float]:
+    """mAP@[.5:.95] (`map`) and mAP@.5 (`map_50`) of the model, run in eval mode, on these frames;
+    categories of the frames' source (default: the procedural shapes); `progress` names a progress bar."""
     model.eval()
     targets: list[dict[str, Any]] = []
     detections: list[dict[str, Any]] = []
-    for images, batch_targets in batches:
+    bar = tqdm(batches, desc=progress, unit="batch", disable=progress is None, dynamic_ncols=True)
+    for images, batch_targets in bar:
         outputs = model([image.to(device).float().div(255) for image in images])
         for target, output in zip(batch_targets, outputs, strict=True):
             targets.append(target)
             detections += coco_detections(int(target["image_id"]), output)
-    return coco_map(coco_ground_truth(targets), detections)
+    return coco_map(coco_ground_truth(targets, categories=categories), detections)
 
 
 def coco_detections(image_id: int, output: dict[str, Tensor]) -> list[dict[str, Any]]:

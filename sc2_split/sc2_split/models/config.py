@@ -1,9 +1,11 @@
 """Model configurations in sc2bench's YAML format (`key`/`kwargs`, torchdistill's `!import_call` tags)."""
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from torchdistill.common import yaml_util
 
 from sc2_split.bundled import DEMO_DIR
@@ -57,6 +59,38 @@ def load_model_config(path: str | Path) -> dict[str, Any]:
     raise ValueError(f"{path}: no model entry; expected one of {['.'.join(e) for e in _MODEL_ENTRIES]}")
 
 
+def write_model_config(
+    source: str | Path,
+    dest: str | Path,
+    kwargs: dict[str, Any],
+    class_names: list[str] | None = None,
+    note: str = "",
+) -> Path:
+    """A copy of a config with some of its model's kwargs (and class_names) replaced, its other
+    entries (torchdistill's `!import_call` tags too) as written: what training hands to the tail and
+    the export tool. A `start_ckpt_file_path` is written relative to dest's folder."""
+    source, dest = Path(source), Path(dest)
+    root = yaml.compose(source.read_text(), Loader=yaml.SafeLoader)
+    entry = next((e for e in (_node(root, keys) for keys in _MODEL_ENTRIES) if e is not None), None)
+    if entry is None or _node(entry, ("kwargs",)) is None:
+        raise ValueError(f"{source}: no model entry with kwargs")
+    represent = yaml.representer.SafeRepresenter().represent_data
+    start = kwargs.get("start_ckpt_file_path")
+    if start is not None:
+        kwargs = {
+            **kwargs,
+            "start_ckpt_file_path": os.path.relpath(Path(start).resolve(), dest.parent.resolve()),
+        }
+    for key, value in kwargs.items():
+        _set(_node(entry, ("kwargs",)), key, represent(value))
+    if class_names is not None:
+        _set(root, "class_names", represent(list(class_names)))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    header = "".join(f"# {line}\n" for line in note.splitlines())
+    dest.write_text(header + yaml.serialize(root))
+    return dest
+
+
 def load_class_names(path: str | Path) -> tuple[str, ...]:
     """Class names by label index (0 is the background), from the config's `class_names` entry.
 
@@ -70,6 +104,22 @@ def load_class_names(path: str | Path) -> tuple[str, ...]:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError(f"{path}: `class_names` must be `coco` or a list of names, background first")
     return tuple(names)
+
+
+def _node(node: yaml.Node, keys: tuple[str, ...]) -> yaml.MappingNode | None:
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((v for k, v in node.value if k.value == key), None)
+    return node if isinstance(node, yaml.MappingNode) else None
+
+
+def _set(mapping: yaml.MappingNode, key: str, value: yaml.Node) -> None:
+    for i, (k, _) in enumerate(mapping.value):
+        if k.value == key:
+            mapping.value[i] = (k, value)
+            return
+    mapping.value.append((yaml.ScalarNode("tag:yaml.org,2002:str", key), value))
 
 
 def _resolve_start_checkpoint(entry: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -1,5 +1,10 @@
 """What a training run may spend and where: phases end by the clock (a lent GPU is paid by the
-minute) or by an iteration cap (the CPU smoke run), whichever comes first."""
+minute), after a number of epochs, or at an iteration cap (the CPU smoke run), whichever comes first.
+
+Learning rates scale with the effective batch (processes x batch per process) by the linear
+scaling rule (Goyal et al., 2017): a phase's base rate is for REFERENCE_BATCH images a step, the
+demo's batch on one GPU, so one GPU with the default batch trains exactly as before.
+"""
 
 import math
 import time
@@ -7,47 +12,73 @@ from dataclasses import dataclass
 
 import torch
 
+from sc2_split.training.distributed import World
+
+REFERENCE_BATCH = 16
+
 
 @dataclass(frozen=True)
 class RunSettings:
     """Shared by every phase of one run."""
 
-    device: torch.device
-    batch_size: int
-    workers: int  # DataLoader processes generating frames
+    world: World
+    batch_size: int  # images per process and step
+    workers: int  # DataLoader processes per training process
     val_frames: int
     seed: int = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.world.device
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.world.size
+
+    def lr(self, base: float) -> float:
+        """The learning rate for this run's effective batch, from the rate at REFERENCE_BATCH."""
+        return base * self.effective_batch / REFERENCE_BATCH
+
+    def describe(self, base: float) -> str:
+        return (
+            f"{self.world.size} process(es) x {self.batch_size} images = effective batch "
+            f"{self.effective_batch}; lr {self.lr(base):.3g} ({base:.3g} at batch {REFERENCE_BATCH}, "
+            "scaled linearly with the effective batch)"
+        )
 
 
 @dataclass(frozen=True)
 class Budget:
-    """How long one phase trains."""
+    """How long one phase trains: whichever limit comes first."""
 
-    seconds: float
+    seconds: float = math.inf
     max_iterations: int | None = None
+    epochs: float | None = None
 
 
 class Clock:
     """Progress through a budget, and the learning-rate factor it implies: linear warm-up over the
-    first `warmup` of the budget, then a cosine decay that reaches zero when the budget is spent."""
+    first `warmup` of the budget, then a cosine decay that reaches zero when the budget is spent.
+    `elapsed` is the time a resumed phase already trained."""
 
-    def __init__(self, budget: Budget, warmup: float = 0.05) -> None:
+    def __init__(self, budget: Budget, elapsed: float = 0.0, warmup: float = 0.05) -> None:
         self.budget, self.warmup = budget, warmup
-        self.start = time.monotonic()
+        self.start = time.monotonic() - elapsed
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
-    def progress(self, iteration: int) -> float:
-        by_time = self.elapsed() / self.budget.seconds
-        cap = self.budget.max_iterations
-        return max(by_time, iteration / cap) if cap else by_time
+    def progress(self, iteration: int, epochs_done: float = 0.0) -> float:
+        b = self.budget
+        parts = [self.elapsed() / b.seconds]
+        if b.max_iterations:
+            parts.append(iteration / b.max_iterations)
+        if b.epochs:
+            parts.append(epochs_done / b.epochs)
+        return max(parts)
 
-    def done(self, iteration: int) -> bool:
-        return self.progress(iteration) >= 1.0
-
-    def lr_factor(self, iteration: int) -> float:
-        p = min(self.progress(iteration), 1.0)
+    def lr_factor(self, progress: float) -> float:
+        p = min(progress, 1.0)
         if p < self.warmup:
             return max(p / self.warmup, 0.01)
         return 0.5 * (1.0 + math.cos(math.pi * (p - self.warmup) / (1.0 - self.warmup)))
