@@ -14,7 +14,9 @@ _SCALE = 4  # from the 640x480 frames
 CATEGORY_IDS = (2, 3, 5, 6, 7, 8)
 
 
-def write_tiny_coco(folder: Path, name: str, count: int, start: int = 0) -> Path:
+def write_tiny_coco(
+    folder: Path, name: str, count: int, start: int = 0, category_ids: tuple[int, ...] = CATEGORY_IDS
+) -> Path:
     """count images (train split frames start..) and folder/<name>.json; returns the JSON's path."""
     folder.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
@@ -29,13 +31,13 @@ def write_tiny_coco(folder: Path, name: str, count: int, start: int = 0) -> Path
                 {
                     "id": len(annotations) + 1,
                     "image_id": index + 1,
-                    "category_id": CATEGORY_IDS[int(label) - 1],
+                    "category_id": category_ids[int(label) - 1],
                     "bbox": [x1, y1, x2 - x1, y2 - y1],
                     "area": (x2 - x1) * (y2 - y1),
                     "iscrowd": 0,
                 }
             )
-    categories = [{"id": i, "name": n} for i, n in zip(CATEGORY_IDS, CLASS_NAMES, strict=True)]
+    categories = [{"id": i, "name": n} for i, n in zip(category_ids, CLASS_NAMES, strict=True)]
     path = folder / f"{name}.json"
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     return path

@@ -160,7 +160,9 @@ def train_students(
         write_student_configs(out, teacher, model, students, class_names)
     world.barrier()
     log.info("students %s: %s", ", ".join(s.name for s in students), run.describe(_LR))
+    torch.manual_seed(run.seed)  # the same initial bottlenecks at any number of processes
     trained = [_student(s, load_model_config(s.written_config(out)), run) for s in students]
+    torch.manual_seed(run.seed + world.rank)  # the rate's quantization noise: each rank its own
     state = train("students", _Distillation(model, trained, run), source, budget, run, out, resume)
     figures = {}
     for s, last in zip(trained, _last_figures(state.history, students), strict=True):

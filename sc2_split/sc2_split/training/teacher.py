@@ -70,11 +70,13 @@ def train_teacher(
     """Trains the config's detector with the detection loss; writes out/<config stem>.pt and returns
     its metrics (on the main process; the others wait for its evaluation)."""
     name, world = config.stem, run.world
+    torch.manual_seed(run.seed)
     model = create_detector(load_model_config(config))
     _swap_norm(model, (FrozenBatchNorm2d,), _thawed)
     if world.size > 1 and run.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(run.device).train()
+    torch.manual_seed(run.seed + world.rank)  # the detection heads' sampling: each rank its own
     log.info("teacher %s: %s", name, run.describe(_LR))
     state = train(
         name, DetectionLearner({name: model}, run.lr(_LR), run), train_source, budget, run, out, resume
