@@ -35,12 +35,12 @@ def trained(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
     torch.manual_seed(0)
     teacher = get_model("fasterrcnn_resnet50_fpn", weights=None, weights_backbone=None, num_classes=9)
     torch.save(teacher.state_dict(), out / "teacher.pth")
-    train_main(
-        ["all", "--quick", "--out", str(out), "--train-data", str(data["train"]), "--val-data", str(data["val"])]
-        + ["--teacher-arch", "fasterrcnn_resnet50_fpn", "--teacher", str(out / "teacher.pth")]
-        + ["--teacher-kwargs", json.dumps({"min_size": 128, "max_size": 160, "box_score_thresh": 0.0})]
-        + ["--student-config", "sc2_resnet50_fp", "--bq8-config", "", "--betas", "0.08", "--finetune-betas", "0.08"]
-    )
+    kwargs = json.dumps({"min_size": 128, "max_size": 160, "box_score_thresh": 0.0})
+    data_args = ["--train-data", str(data["train"]), "--val-data", str(data["val"])]
+    teacher_args = ["--teacher-arch", "fasterrcnn_resnet50_fpn", "--teacher", str(out / "teacher.pth")]
+    student_args = ["--student-config", "sc2_resnet50_fp", "--bq8-config", "", "--betas", "0.08"]
+    stages = ["all", "--quick", "--out", str(out), "--teacher-kwargs", kwargs, "--finetune-betas", "0.08"]
+    train_main([*stages, *data_args, *teacher_args, *student_args])
     return out
 
 
@@ -70,7 +70,8 @@ def test_the_student_config_takes_the_teachers_weights_classes_and_sizes(trained
 def test_the_tail_and_the_export_cli_take_the_outputs_unchanged(trained: Path) -> None:
     from sc2_split.backends import make_backend
     from sc2_split.head import HeadPipeline
-    from sc2_split.metadata import HeadMetadata
+    from sc2_split.frames import CodedFrame
+    from sc2_split.head_metadata import HeadMetadata
     from sc2_split.tail import TailPipeline
 
     config, checkpoint = trained / "sc2_resnet50_fp.yaml", trained / f"{STUDENT}_stage2.pt"
@@ -79,10 +80,12 @@ def test_the_tail_and_the_export_cli_take_the_outputs_unchanged(trained: Path) -
     assert export_main([*argv, "--height", str(HEIGHT), "--width", str(WIDTH), "--parity-frames", "1"]) == 0
     metadata = HeadMetadata.load(head_dir / "head.json")
     assert list(metadata.class_names) == class_names()
-    backend = make_backend("onnxruntime", head_dir / "head.json", metadata, model_file_path=head_dir / "head.onnx")
+    backend = make_backend(
+        "onnxruntime", head_dir / "head.json", metadata, model_file_path=head_dir / "head.onnx"
+    )
     sent = HeadPipeline(metadata, backend, "entropy")(same_size_frame())
     with TailPipeline.from_config(str(config), str(checkpoint)) as tail:
-        detections = tail(sent.encoded, metadata.model_id, sent.geometry)
+        detections = tail(CodedFrame(sent.encoded, sent.geometry, metadata.model_id))
     assert detections.boxes.shape[1:] == (4,) and len(detections.boxes) > 0  # score threshold 0
     assert ((detections.boxes[:, 2] <= WIDTH + 1e-3) & (detections.boxes[:, 3] <= HEIGHT + 1e-3)).all()
 
@@ -113,7 +116,11 @@ def test_augmentation_flips_boxes_with_the_image_and_repeats_per_key(tmp_path: P
         crop, boxes = ssd(image, target, key=(1, k))
         h, w = crop.shape[-2:]
         assert crop.dtype == torch.uint8 and len(boxes["boxes"]) == len(boxes["labels"])
-        assert ((boxes["boxes"] >= 0).all() and (boxes["boxes"][:, 2] <= w).all() and (boxes["boxes"][:, 3] <= h).all())
+        assert (
+            (boxes["boxes"] >= 0).all()
+            and (boxes["boxes"][:, 2] <= w).all()
+            and (boxes["boxes"][:, 3] <= h).all()
+        )
 
 
 @pytest.mark.parametrize(

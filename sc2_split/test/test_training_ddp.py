@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from coco_fixtures import write_tiny_coco
-from sc2_split.metadata import DEMO_DIR
+from sc2_split.bundled import DEMO_DIR
 from sc2_split.models.config import bundled_config_path
 
 _STEPS, _LR = 8, 1e-3 * 2 / 16  # two epochs of 4 global batches of 2; lr scaled from batch 16
@@ -34,7 +34,9 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     val = write_tiny_coco(folder, "val", 2, start=50, category_ids=ids)
     teacher_config = folder / "small_teacher.yaml"
     text = bundled_config_path("demo_teacher").read_text()
-    teacher_config.write_text(text.replace("min_size: 480", "min_size: 128").replace("max_size: 640", "max_size: 160"))
+    teacher_config.write_text(
+        text.replace("min_size: 480", "min_size: 128").replace("max_size: 640", "max_size: 160")
+    )
     return [
         "--cpu", "--workers", "0", "--train-data", str(train), "--val-data", str(val),
         "--teacher-config", str(teacher_config), "--teacher", str(DEMO_DIR / "demo_teacher.pt"),
@@ -96,7 +98,11 @@ def test_both_report_the_effective_batch_and_stop_every_rank_by_the_clock(runs: 
 
 def test_resume_goes_on_from_the_last_epoch(runs: dict[str, Path], inputs: list[str], tmp_path: Path) -> None:
     shutil.copytree(runs["one"], tmp_path, dirs_exist_ok=True)
-    _train([sys.executable], ["students", *inputs, "--student-epochs", "3", "--batch-size", "2", "--resume"], tmp_path)
+    _train(
+        [sys.executable],
+        ["students", *inputs, "--student-epochs", "3", "--batch-size", "2", "--resume"],
+        tmp_path,
+    )
     state = torch.load(tmp_path / "students.state.pt", weights_only=False)
     assert [row["epoch"] for row in state["history"]] == [0, 1, 2] and state["iteration"] == _STEPS + 4
     assert state["history"][:2] == _history(runs["one"])

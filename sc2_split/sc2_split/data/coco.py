@@ -56,12 +56,13 @@ class CocoDetection(Dataset):
         if not self.items:
             raise ValueError(f"{annotations}: no images to use")
         self.augmentation = augmentation
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Target]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Target]:
+        """By index, or by (epoch, index) in training: the epoch seeds the augmentation."""
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         item = self.items[index]
         image = decode_image(read_file(str(item.path)), ImageReadMode.RGB)
         target = {
@@ -72,7 +73,7 @@ class CocoDetection(Dataset):
             "iscrowd": np.zeros(len(item.labels), np.int64),
         }
         if self.augmentation is not None:
-            image, target = self.augmentation(image, target, key=(self.epoch, index))
+            image, target = self.augmentation(image, target, key=(epoch, index))
         return image, target
 
     def class_names(self) -> list[str]:

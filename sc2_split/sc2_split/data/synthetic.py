@@ -9,6 +9,7 @@ A box is the visible extent of its object, as in COCO: the pixels the object sti
 objects drawn after it are on top. Placement keeps every object at least half visible.
 """
 
+import argparse
 import colorsys
 import io
 import json
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from tqdm import tqdm
 
 from sc2_split.data import SAMPLES_DIR
 
@@ -113,6 +115,14 @@ def coco_ground_truth(
     if categories is None:
         categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASS_NAMES)]
     return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def write_split(folder: str | Path, split: str, count: int, seed: int = 0, start: int = 0) -> Path:
+    """Frames start .. start + count - 1 of a split as PNG files plus their COCO annotations
+    (instances.json): the procedural set as a COCO-format source like any other, for training
+    with augmentation or for other tools; returns the json path."""
+    indexes = tqdm(range(start, start + count), desc=f"writing {split}", unit="frame", disable=None)
+    return _write(folder, ((split, i, *frame(split, i, seed)) for i in indexes))
 
 
 def write_samples(folder: str | Path, count: int = 8, max_png_bytes: int = 250_000, seed: int = 0) -> Path:
@@ -336,5 +346,25 @@ def _gray_textures() -> tuple[Image.Image, ...]:
     return tuple(Image.fromarray(getattr(data, name)()).convert("L") for name in _GRAY_TEXTURES)
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m sc2_split.data.synthetic",
+        description="Writes procedural frames as a COCO-format folder (without --out: the bundled samples).",
+    )
+    parser.add_argument("--out", type=Path, help="folder for the PNG files and instances.json")
+    parser.add_argument("--split", choices=SPLITS, default="train")
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--start", type=int, default=0, help="first frame index")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.out is None:
+        write_samples(SAMPLES_DIR)
+        return
+    frames_written = tqdm(
+        range(args.start, args.start + args.count), desc=f"writing {args.split}", unit="frame"
+    )
+    print(_write(args.out, ((args.split, i, *frame(args.split, i, args.seed)) for i in frames_written)))
+
+
 if __name__ == "__main__":
-    write_samples(SAMPLES_DIR)
+    main()

@@ -1,6 +1,6 @@
 """python -m sc2_split.training {teacher,students,finetune,all} --out DIR: the SC2 recipe on one
 process, or on N with `torchrun --nproc-per-node N -m sc2_split.training ...` (DDP: NCCL on GPUs,
-gloo on CPUs; bfloat16 mixed precision on GPUs).
+gloo on CPUs; bfloat16 mixed precision on GPUs for the detection loss, --stage1-amp for stage 1).
 
 `teacher` trains --teacher-config with the detection loss; `students` distils entropic students of
 --student-config (one per --betas) and the 8-bit --bq8-config from the teacher (SC2 stage 1);
@@ -178,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     budget.add_argument("--batch-size", type=int, default=16, help="images per process and step")
     budget.add_argument("--workers", type=int, help="DataLoader processes per training process")
     budget.add_argument("--seed", type=int, default=0)
+    budget.add_argument("--stage1-amp", action="store_true", help="stage 1 in bfloat16 autocast too (GPUs)")
     return p
 
 
@@ -193,7 +194,7 @@ def _settings(args: argparse.Namespace, world: World) -> tuple[RunSettings, dict
     workers = args.workers
     if workers is None:
         workers = max(min(14, (os.cpu_count() or 2) - 2) // per_host, 1)
-    run = RunSettings(world, args.batch_size, workers, args.val_frames, args.seed)
+    run = RunSettings(world, args.batch_size, workers, args.val_frames, args.seed, args.stage1_amp)
     budgets = {
         "teacher": Budget(args.teacher_seconds, epochs=args.teacher_epochs),
         "students": Budget(args.student_seconds, epochs=args.student_epochs),
@@ -208,7 +209,10 @@ def _sources(args: argparse.Namespace, run: RunSettings) -> dict[str, Source]:
         frames = args.epoch_frames if not args.quick else 1
         augmentation = args.augmentation or "none"
         if augmentation != "none":
-            raise ValueError("the procedural frames are not augmented; write them with write_split for that")
+            raise ValueError(
+                "the procedural stream is not augmented; write frames to a COCO folder for that "
+                "(python -m sc2_split.data.synthetic --out DIR) and train with --train-data"
+            )
         phases: dict[str, Source] = {
             phase: SyntheticSource("train", frames, args.seed, start) for phase, start in _FIRST_FRAME.items()
         }

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from sc2_split.training.plots import plot_history
@@ -70,15 +71,17 @@ def train(
         log.info("%s: resumed from %s at epoch %d, step %d", phase, state_path, state.epoch, state.iteration)
     clock = Clock(budget, state.elapsed)
     bar = _bar(phase, world.main)
+    batches = training_batches(source, run)
     progress = world.agree(clock.progress(state.iteration, state.epoch))
     while progress < 1.0:
-        progress = train_one_epoch(learner, source, state, clock, progress, run, bar)
+        progress = train_one_epoch(learner, batches, state, clock, progress, run, bar)
         state.elapsed = clock.elapsed()
         if world.main:
             torch.save({**asdict(state), "learner": learner.state_dict()}, _partial(state_path))
             _partial(state_path).replace(state_path)
             plot_history(phase, state.history, out / f"{phase}_curves.png")
     bar.close()
+    del batches  # its worker processes
     log.info(
         "%s: %d steps, %d epoch(s), %d images in %.0f s (%s)",
         *(phase, state.iteration, state.epoch, state.images, state.elapsed, _last(state)),
@@ -88,7 +91,7 @@ def train(
 
 def train_one_epoch(
     learner: Learner,
-    source: Source,
+    batches: DataLoader,
     state: PhaseState,
     clock: Clock,
     progress: float,
@@ -98,7 +101,7 @@ def train_one_epoch(
     """One pass over this process's share of the epoch, or less where the budget ends; records the
     epoch's mean figures (over steps and processes) and returns the agreed progress."""
     world, epoch = run.world, state.epoch
-    batches = training_batches(source, epoch, run)
+    batches.sampler.set_epoch(epoch)
     steps, sums, started, last_log = 0, dict[str, float](), time.monotonic(), time.monotonic()
     for images, targets in batches:
         figures = learner.step(images, targets, clock.lr_factor(progress))

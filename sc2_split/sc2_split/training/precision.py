@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 
-def autocast(device: torch.device) -> torch.autocast:
-    return torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda")
+def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
+    return torch.autocast(device.type, torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
 def keep_float32(module: nn.Module) -> None:

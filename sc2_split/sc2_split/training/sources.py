@@ -4,23 +4,27 @@ A source is a COCO-format folder (`data.coco.CocoDetection`: the user's data, or
 written by `data.synthetic.write_split`) or the procedural frames generated on the fly, which the
 demo trains on: an endless stream cut into epochs of new frames, identical to the written ones.
 Every process loads its own share of each epoch (DistributedSampler), so the global batch of a
-step is the same for one process with batch B x N as for N processes with batch B.
+step is the same for one process with batch B x N as for N processes with batch B. Samples are
+asked for by (epoch, index), so that one DataLoader and its worker processes serve every epoch.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from sc2_split.data.coco import CocoDetection
 from sc2_split.data.synthetic import frame
+from sc2_split.training.distributed import World
 from sc2_split.training.settings import RunSettings
 
 
 class SyntheticFrames(Dataset):
-    """Frames start .. start + length - 1 of a split: uint8 (3, H, W) tensors and numpy targets."""
+    """The procedural stream: (epoch e, index i) is frame start + e * length + i of the split, so
+    every epoch brings new frames; a plain index i is (0, i)."""
 
     def __init__(self, split: str, length: int, seed: int = 0, start: int = 0) -> None:
         self.split, self.length, self.seed, self.start = split, length, seed, start
@@ -28,28 +32,26 @@ class SyntheticFrames(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
-        image, target = frame(self.split, self.start + index, self.seed)
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, dict[str, Any]]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        image, target = frame(self.split, self.start + epoch * self.length + index, self.seed)
         return torch.from_numpy(image).permute(2, 0, 1).contiguous(), target
 
 
 @dataclass(frozen=True)
 class SyntheticSource:
-    """The procedural stream: epoch e is frames start + e * frames_per_epoch onwards, never repeated."""
+    """Procedural frames, frames_per_epoch an epoch, never repeated."""
 
     split: str
     frames_per_epoch: int
     seed: int = 0
     start: int = 0
     categories: list[dict[str, Any]] | None = None  # evaluation's default: the procedural shapes
-
-    def epoch(self, epoch: int) -> Dataset:
-        start = self.start + epoch * self.frames_per_epoch
-        return SyntheticFrames(self.split, self.frames_per_epoch, self.seed, start)
+    shuffle: bool = False  # every frame is already random
 
     @property
-    def shuffle(self) -> bool:
-        return False  # every frame is already random
+    def dataset(self) -> SyntheticFrames:
+        return SyntheticFrames(self.split, self.frames_per_epoch, self.seed, self.start)
 
 
 @dataclass(frozen=True)
@@ -57,14 +59,7 @@ class CocoSource:
     """A COCO-format folder: the same images every epoch, shuffled and augmented anew."""
 
     dataset: CocoDetection
-
-    def epoch(self, epoch: int) -> Dataset:
-        self.dataset.epoch = epoch  # the augmentation's seed; workers get a copy per epoch
-        return self.dataset
-
-    @property
-    def shuffle(self) -> bool:
-        return True
+    shuffle: bool = True
 
     @property
     def categories(self) -> list[dict[str, Any]]:
@@ -74,20 +69,34 @@ class CocoSource:
 Source = SyntheticSource | CocoSource
 
 
-def training_batches(source: Source, epoch: int, run: RunSettings) -> DataLoader:
-    """This process's batches of one epoch: (list of images, list of targets)."""
-    dataset = source.epoch(epoch)
-    world = run.world
-    sampler = DistributedSampler(
-        dataset, num_replicas=world.size, rank=world.rank, shuffle=source.shuffle, seed=run.seed
-    )
-    sampler.set_epoch(epoch)
-    return _loader(dataset, run, sampler)
+class EpochSampler(Sampler):
+    """This process's share of the current epoch (DistributedSampler's) as (epoch, index) keys."""
+
+    def __init__(self, length: int, world: World, shuffle: bool, seed: int) -> None:
+        self.share = DistributedSampler(range(length), world.size, world.rank, shuffle=shuffle, seed=seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.share.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, index) for index in self.share)
+
+    def __len__(self) -> int:
+        return len(self.share)
+
+
+def training_batches(source: Source, run: RunSettings) -> DataLoader:
+    """This process's batches, (list of images, list of targets), of the epoch its sampler is set to."""
+    dataset = source.dataset
+    sampler = EpochSampler(len(dataset), run.world, source.shuffle, run.seed)
+    return _loader(dataset, run, sampler, persistent=True)
 
 
 def evaluation_batches(source: Source, run: RunSettings) -> DataLoader:
     """All of the source's first epoch, in order (the main process evaluates)."""
-    return _loader(source.epoch(0), run, None)
+    return _loader(source.dataset, run, None)
 
 
 def detection_targets(targets: list[dict[str, Any]], device: torch.device) -> list[dict[str, Tensor]]:
@@ -101,7 +110,9 @@ def detection_targets(targets: list[dict[str, Any]], device: torch.device) -> li
     ]
 
 
-def _loader(dataset: Dataset, run: RunSettings, sampler: DistributedSampler | None) -> DataLoader:
+def _loader(
+    dataset: Dataset, run: RunSettings, sampler: Sampler | None, persistent: bool = False
+) -> DataLoader:
     return DataLoader(
         dataset,
         batch_size=run.batch_size,
@@ -110,6 +121,7 @@ def _loader(dataset: Dataset, run: RunSettings, sampler: DistributedSampler | No
         collate_fn=_as_lists,
         pin_memory=run.device.type == "cuda",
         prefetch_factor=4 if run.workers else None,
+        persistent_workers=persistent and run.workers > 0,
     )
 
 

@@ -104,12 +104,12 @@ class _Distillation:
     """The engine's Learner for stage 1."""
 
     def __init__(self, teacher: GeneralizedRCNN, students: list[_Model], run: RunSettings) -> None:
-        self.teacher, self.students, self.device = teacher, students, run.device
+        self.teacher, self.students, self.device, self.amp = teacher, students, run.device, run.stage1_amp
         self.lr = run.lr(_LR)
         self.generator = torch.Generator().manual_seed(run.seed)  # the same crops on every rank
 
     def step(self, images: list[Tensor], targets: list[dict[str, Any]], lr_factor: float) -> dict[str, float]:
-        with torch.no_grad(), autocast(self.device):
+        with torch.no_grad(), autocast(self.device, self.amp):
             x = self.teacher.transform(
                 [image.to(self.device, non_blocking=True).float().div_(255) for image in images]
             )
@@ -119,7 +119,7 @@ class _Distillation:
         for s in self.students:
             for group in s.optimizer.param_groups:
                 group["lr"] = self.lr * lr_factor
-            figures.update(_step(s, x, wanted))
+            figures.update(_step(s, x, wanted, self.amp))
         return figures
 
     def state_dict(self) -> dict[str, Any]:
@@ -240,10 +240,10 @@ def _check_tail_from_teacher(model: nn.Module, config: dict[str, Any], student: 
         )
 
 
-def _step(s: _Model, x: Tensor, wanted: list[Tensor]) -> dict[str, float]:
+def _step(s: _Model, x: Tensor, wanted: list[Tensor], amp: bool) -> dict[str, float]:
     """One head-distillation step: distortion (+ beta * bits, + the prior's auxiliary loss)."""
     s.likelihoods.clear()
-    with autocast(x.device):
+    with autocast(x.device, amp):
         features = list(s.body(x).values())
     n = x.shape[0]
     distortion = (
