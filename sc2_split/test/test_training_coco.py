@@ -69,8 +69,8 @@ def test_the_student_config_takes_the_teachers_weights_classes_and_sizes(trained
 
 def test_the_tail_and_the_export_cli_take_the_outputs_unchanged(trained: Path) -> None:
     from sc2_split.backends import make_backend
-    from sc2_split.head import HeadPipeline
     from sc2_split.frames import CodedFrame
+    from sc2_split.head import HeadPipeline
     from sc2_split.head_metadata import HeadMetadata
     from sc2_split.tail import TailPipeline
 
