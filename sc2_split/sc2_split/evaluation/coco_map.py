@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,7 +32,8 @@ def evaluate_detector(
     model.eval()
     targets: list[dict[str, Any]] = []
     detections: list[dict[str, Any]] = []
-    bar = tqdm(batches, desc=progress, unit="batch", disable=progress is None, dynamic_ncols=True)
+    interval = 1.0 if sys.stderr.isatty() else 30.0  # a log file gets a line now and then
+    bar = tqdm(batches, desc=progress, unit="batch", disable=progress is None, mininterval=interval)
     for images, batch_targets in bar:
         outputs = model([image.to(device).float().div(255) for image in images])
         for target, output in zip(batch_targets, outputs, strict=True):

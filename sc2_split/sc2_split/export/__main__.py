@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from sc2_split.export.head_files import export_head
 from sc2_split.export.onnx import max_abs_error
@@ -48,12 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = config_path(args.config)
     name = args.name or config.stem
+    # Stages, for the progress bar: a ResNet-50 student takes a while to build and to trace.
+    bar = tqdm(total=4 if args.engine else 3, desc="export", unit="stage", disable=None)
+    bar.set_postfix_str("building the model")
     model = build_detector(load_model_config(config), args.checkpoint)
+    bar.update()
+    bar.set_postfix_str("ONNX export")
     files = export_head(model, name, config, args.checkpoint, args.height, args.width, args.out, args.fp16)
+    bar.update()
+    bar.set_postfix_str("parity check")
     rng = np.random.default_rng(0)
     shape = (args.height, args.width, 3)
     frames = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(args.parity_frames)]
     error = max_abs_error(files.head, files.onnx_path, frames)
+    bar.update()
     print(f"wrote {files.onnx_path}; onnxruntime vs torch max abs error: {error:.3g}")
     if files.onnx_fp16_path:
         print(f"wrote {files.onnx_fp16_path} (float16 compute, float32 latent)")
@@ -65,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine:
         from sc2_split.export.tensorrt import build_engine
 
+        bar.set_postfix_str("TensorRT engine")
         build_engine(engine_source, engine_path, args.fp16, args.workspace_mb, cache_path)
+        bar.update()
         print(f"wrote {engine_path}")
+    bar.close()
     print("TensorRT engine with trtexec (on the robot):")
     print("  " + trtexec_command(engine_source, engine_path, args.fp16, args.workspace_mb, cache_path))
     return 0
