@@ -32,7 +32,14 @@ from sc2_split.training.distributed import World, close_world, init_world
 from sc2_split.training.finetune import finetune_students
 from sc2_split.training.settings import Budget, RunSettings
 from sc2_split.training.sources import CocoSource, Source, SyntheticSource
-from sc2_split.training.students import BQ8_CONFIG, FP_CONFIG, Student, evaluate_students, train_students
+from sc2_split.training.students import (
+    BQ8_CONFIG,
+    FP_CONFIG,
+    Student,
+    evaluate_students,
+    train_students,
+    write_student_configs,
+)
 from sc2_split.training.teacher import TEACHER, TeacherSpec, parse_kwargs, train_teacher
 
 # The procedural stream: teacher, students and stage 2 each see frames the others did not.
@@ -79,10 +86,9 @@ def _run(args: argparse.Namespace, world: World) -> None:
     students = [Student(config_path(args.student_config), beta) for beta in args.betas]
     if args.bq8_config:
         students.append(Student(config_path(args.bq8_config), None))
+    train = sources["train"]
+    class_names = train.dataset.class_names() if isinstance(train, CocoSource) else None
     if args.command in ("students", "all"):
-        class_names = (
-            sources["train"].dataset.class_names() if isinstance(sources["train"], CocoSource) else None
-        )
         trained = train_students(
             args.out,
             teacher,
@@ -96,6 +102,10 @@ def _run(args: argparse.Namespace, world: World) -> None:
         _evaluate(args.out, {s.name: s for s in students}, trained, sources["val"], run, metrics, save)
     if args.command in ("finetune", "all"):
         chosen = [Student(config_path(args.student_config), beta) for beta in args.finetune_betas]
+        unwritten = [s for s in chosen if not s.written_config(args.out).is_file()]
+        if unwritten and world.main:  # stage 1 ran elsewhere, e.g. the bundled students
+            write_student_configs(args.out, teacher, teacher.load(), unwritten, class_names)
+        world.barrier()
         trained = finetune_students(
             args.out, chosen, sources["stage2"], budgets["stage2"], run, args.finetune_lr, args.resume
         )
@@ -173,7 +183,10 @@ def _parser() -> argparse.ArgumentParser:
         budget.add_argument(f"--{phase}-epochs", type=float, help="stop after this many epochs")
     budget.add_argument("--finetune-lr", type=float, default=3e-4, help="stage 2's peak learning rate")
     budget.add_argument(
-        "--resume", action="store_true", help="go on from OUT/<phase>.state.pt (see finetune)"
+        "--resume",
+        action="store_true",
+        help="go on from OUT/<phase>.state.pt (budgets are the phase's totals); without one, stage 2 "
+        "starts from OUT/<student>_stage2.pt with a fresh schedule (a second sitting)",
     )
     budget.add_argument("--batch-size", type=int, default=16, help="images per process and step")
     budget.add_argument("--workers", type=int, help="DataLoader processes per training process")
