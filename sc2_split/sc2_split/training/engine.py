@@ -117,7 +117,8 @@ def train_one_epoch(
         if world.main and (time.monotonic() - last_log >= _LOG_EVERY_S or progress >= 1.0):
             last_log = time.monotonic()
             log.info(
-                "it %d, epoch %d, %.0f s, %.1f img/s: %s",
+                "%s it %d, epoch %d, %.0f s, %.1f img/s: %s",
+                bar.desc,
                 state.iteration,
                 epoch,
                 clock.elapsed(),
