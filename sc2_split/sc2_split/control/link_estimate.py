@@ -1,7 +1,7 @@
 """What the link carries, estimated from the feedback the robot sees: the round trip of each answered
 frame, the bytes it carried, and the frames the tail says it never saw.
 
-Transfer time is the round trip less the head's and tail's own work (both in SplitStats), so the
+Transfer time is the round trip less the part that is not the link's (the head's and tail's work), so the
 estimate is in bytes per second and holds for every rate: a prediction for another rate scales its
 bytes by the same link. Queueing on a congested link shows up as longer transfers, hence a lower
 estimate, which is what the rate policy should react to.
@@ -23,7 +23,7 @@ class FrameFeedback:
     point: str  # the operating point (model id) that coded it
     payload_bytes: int
     round_trip_ms: float  # image stamp to detections back, both on the robot's clock
-    compute_ms: float  # head and tail's own work on it: preprocess, encode, code, decode, tail
+    compute_ms: float  # the round trip's part that is not the link's: the head's and tail's work, waits
     tail_missed_frames: int  # as SplitStats carries it: since the tail started
 
 

@@ -3,15 +3,21 @@ measured per student on the held-out synthetic split (docs/rate_accuracy.md)."""
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    """One rate: a head (its model id names the student), its measured bytes per frame, its mAP."""
+    """One rate: a name, its measured bytes per frame and mAP, and for the head node the exported head
+    (its head.json; the model id in it names the student) and the codec that send at this rate."""
 
     name: str
     bytes_per_frame: float
     accuracy: float
+    metadata_file_path: str = ""
+    codec: str = "entropy"
 
 
 def ladder(points: Iterable[OperatingPoint]) -> tuple[OperatingPoint, ...]:
@@ -41,4 +47,25 @@ def from_rate_accuracy(
         if row is None:
             raise ValueError(f"no {payload} measurement of {student!r} in the rate-accuracy rows")
         points.append(OperatingPoint(student, float(row["bytes_per_frame"]), float(row["map"])))
+    return ladder(points)
+
+
+def load_ladder_file(path: str | Path) -> tuple[OperatingPoint, ...]:
+    """The ladder of a YAML file: `operating_points`, a list of name, metadata_file_path (relative
+    to the file, or absolute), codec, bytes_per_frame and accuracy, the last two as measured."""
+    path = Path(path)
+    try:
+        entries = yaml.safe_load(path.read_text())["operating_points"]
+        points = [
+            OperatingPoint(
+                str(e["name"]),
+                float(e["bytes_per_frame"]),
+                float(e["accuracy"]),
+                str(path.parent / e["metadata_file_path"]),
+                str(e.get("codec", "entropy")),
+            )
+            for e in entries
+        ]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"cannot read the rate ladder {path}: {exc!r}") from exc
     return ladder(points)

@@ -16,8 +16,10 @@ from sensor_msgs.msg import CompressedImage, Image
 from sc2_split.backends import BACKENDS, make_backend
 from sc2_split.bundled import BUNDLED_HEAD
 from sc2_split.codecs import CODECS
+from sc2_split.control.operating_points import load_ladder_file
 from sc2_split.head import HeadPipeline
 from sc2_split.head_metadata import HeadMetadata
+from sc2_split.ros.adaptive_rate import AdaptiveRate
 from sc2_split.ros.bottleneck_conversion import check_frame_id, to_bottleneck
 from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.image_conversion import to_rgb
@@ -61,6 +63,14 @@ PARAMETERS = {
         "most frames encoded per second (Hz); 0: as many as camera and encoder allow",
         bounds=(0.0, 1000.0),
     ),
+    "ladder_file": Param(
+        "",
+        "rate ladder (YAML: heads, codecs and their measured bytes and mAP) to switch between by the "
+        "tail's feedback; empty: one rate, metadata_file_path and codec",
+    ),
+    "latency_budget_ms": Param(
+        500.0, "with a ladder: the round trip (camera stamp to detections) to keep under", bounds=(1.0, 6e4)
+    ),
     **CAMERA_PARAMETERS,
     "summary_period": Param(
         5.0, "seconds between counters on /diagnostics and summary lines in the log", bounds=(0.1, 3600.0)
@@ -73,16 +83,26 @@ class HeadNode(Node):
         super().__init__("head")
         p = declare_parameters(self, PARAMETERS)
         metadata_path = p["metadata_file_path"] or str(BUNDLED_HEAD)
-        self.metadata = HeadMetadata.load(metadata_path)
-        backend = make_backend(
-            p["backend"],
-            metadata_path,
-            self.metadata,
-            p["model_file_path"],
-            p["engine_file_path"],
-            p["device"],
-        )
-        self.pipeline = HeadPipeline(self.metadata, backend, p["codec"], p["encode_workers"])
+        files = (p["model_file_path"], p["engine_file_path"])
+        self.adaptive: AdaptiveRate | None = None
+        if p["ladder_file"]:
+            points = load_ladder_file(p["ladder_file"])
+            self.adaptive = AdaptiveRate(self, points, p["latency_budget_ms"])
+            # Each head's ONNX file or engine beside its head.json.
+            heads = {point.name: (point.metadata_file_path, point.codec, ("", "")) for point in points}
+        else:
+            heads = {"": (metadata_path, p["codec"], files)}
+        self.pipelines = {
+            name: self._pipeline(path, codec, model_files, p)
+            for name, (path, codec, model_files) in heads.items()
+        }
+        if self.adaptive is not None:
+            for point in self.adaptive.policy.points:
+                self.adaptive.name_model(point, self.pipelines[point.name].metadata.model_id)
+        # The most accurate rate's, where there are several.
+        self.pipeline = next(iter(self.pipelines.values()))
+        self.metadata = self.pipeline.metadata
+        backend = self.pipeline.backend
         self.min_period_s = 1.0 / p["max_rate"] if p["max_rate"] > 0 else 0.0
         self.publisher = self.create_publisher(Bottleneck, "bottleneck", BOTTLENECK_QOS)
         self.window = LatencyWindow()
@@ -106,6 +126,11 @@ class HeadNode(Node):
             f"head input {m.input_width}x{m.input_height}; frames from {self.subscription.topic_name} "
             f"({p['qos_reliability']}), bottlenecks to {self.publisher.topic_name}"
         )
+
+    def _pipeline(self, metadata_path: str, codec: str, files: tuple[str, str], p: dict) -> HeadPipeline:
+        metadata = HeadMetadata.load(metadata_path)
+        backend = make_backend(p["backend"], metadata_path, metadata, *files, p["device"])
+        return HeadPipeline(metadata, backend, codec, p["encode_workers"])
 
     @property
     def dropped_frames(self) -> int:
@@ -131,7 +156,8 @@ class HeadNode(Node):
             check_frame_id(msg.header.frame_id)
             rgb = to_rgb(msg)
             convert_ms = 1e3 * (time.perf_counter() - started)
-            result = self.pipeline(rgb)
+            pipeline = self.pipeline if self.adaptive is None else self.pipelines[self.adaptive.current.name]
+            result = pipeline(rgb)
         except ValueError as exc:
             self.bad_frames += 1
             self.get_logger().warning(
@@ -141,13 +167,15 @@ class HeadNode(Node):
             return
         # Decoding the camera message (JPEG, YUV) is part of the robot's preprocessing.
         result = replace(result, preprocess_ms=result.preprocess_ms + convert_ms)
-        out = to_bottleneck(result, msg.header, self.metadata.model_id, self.dropped_frames)
+        out = to_bottleneck(result, msg.header, pipeline.metadata.model_id, self.dropped_frames)
         if not self.context.ok():
             return
         out.sequence = self.sequence
         self.sequence += 1
         out.sent = self.get_clock().now().to_msg()
         self.publisher.publish(out)
+        if self.adaptive is not None:
+            self.adaptive.sent(msg.header.stamp)
         self.window.add(
             preprocess_ms=result.preprocess_ms,
             encode_ms=result.encode_ms,
@@ -171,6 +199,13 @@ class HeadNode(Node):
             "bad_frames": self.bad_frames,
             "failed_frames": self.failed_frames,
         }
+        if self.adaptive is not None:
+            policy = self.adaptive.policy
+            counters |= {
+                "rate_switches_down": policy.switches_down,
+                "rate_switches_up": policy.switches_up,
+                "operating_point": policy.index,  # 0: the most accurate
+            }
         self.diagnostics.publish(counters, f"encoding for {self.metadata.model_id}")
         totals = (
             f"since start: {self.received_frames} received, {self.dropped_frames} dropped, "
@@ -191,7 +226,8 @@ class HeadNode(Node):
     def destroy_node(self) -> None:
         self._stopping.set()
         self.encoder.close()
-        self.pipeline.close()
+        for pipeline in self.pipelines.values():
+            pipeline.close()
         super().destroy_node()
 
 
