@@ -37,6 +37,7 @@ setup(
             "head_node = sc2_split.ros.head_node:main",
             "tail_node = sc2_split.ros.tail_node:main",
             "overlay_node = sc2_split.ros.overlay_node:main",
+            "fallback_node = sc2_split.ros.fallback_node:main",
             "bag_tool = sc2_split.ros.bag_tool:main",
         ],
     },

@@ -65,6 +65,20 @@ assert not loaded, loaded
 print("ok")
 """
 
+ROBOT_NODES_SCRIPT = """
+import sys
+
+import sc2_split.control.fallback
+import sc2_split.control.rate_policy
+import sc2_split.local_detector
+import sc2_split.ros.fallback_node
+import sc2_split.ros.head_node
+
+loaded = sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "torchvision"))
+assert not loaded, loaded
+print("ok")
+"""
+
 
 def run_without_torch(script: str, cwd: Path) -> None:
     """Runs `script` in a fresh interpreter, which prints "ok" when it found no torch loaded."""
@@ -83,3 +97,7 @@ def test_codecs_work_without_importing_torch(tmp_path: Path) -> None:
 
 def test_frame_types_and_their_ros_conversions_work_without_importing_torch(tmp_path: Path) -> None:
     run_without_torch(FRAMES_SCRIPT, tmp_path)
+
+
+def test_the_robot_side_nodes_rate_control_and_local_detector_import_without_torch(tmp_path: Path) -> None:
+    run_without_torch(ROBOT_NODES_SCRIPT, tmp_path)
