@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from sc2_split.benchmarks.models import sample_frames
+from sc2_split.data import sample_frames
 from sc2_split.export.onnx import OPSET
 from sc2_split.models.build import build_detector
 from sc2_split.models.config import checkpoint_path, config_path, load_model_config
