@@ -100,7 +100,8 @@ def coco_ground_truth(
         if file_names is not None:
             image["file_name"] = file_names[i]
         images.append(image)
-        for box, label, area in zip(target["boxes"], target["labels"], target["area"], strict=True):
+        columns = (target["boxes"], target["labels"], target["area"], target["iscrowd"])
+        for box, label, area, crowd in zip(*columns, strict=True):
             x1, y1, x2, y2 = (float(v) for v in box)
             annotations.append(
                 {
@@ -109,7 +110,7 @@ def coco_ground_truth(
                     "category_id": int(label),
                     "bbox": [x1, y1, x2 - x1, y2 - y1],
                     "area": float(area),
-                    "iscrowd": 0,
+                    "iscrowd": int(crowd),  # 1: an ignored region (a sequence's mostly hidden object)
                 }
             )
     if categories is None:
@@ -321,12 +322,25 @@ def _clutter(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _finish(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Camera effects on the whole frame: contrast and brightness, blur, then sensor noise."""
-    canvas = (canvas - 128.0) * rng.uniform(0.7, 1.2) + 128.0 + rng.uniform(-25, 25)
-    image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
-    if rng.random() < 0.5:
-        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.5)))
-    out = np.asarray(image, np.float32)
+    contrast, brightness = rng.uniform(0.7, 1.2), rng.uniform(-25, 25)
+    blur = rng.uniform(0.3, 1.5) if rng.random() < 0.5 else 0.0
     sigma = rng.uniform(0, 10) if rng.random() < 0.7 else 0.0
+    return _camera(canvas, contrast, brightness, blur, sigma, rng)
+
+
+def _camera(
+    canvas: np.ndarray,
+    contrast: float,
+    brightness: float,
+    blur: float,
+    sigma: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    canvas = (canvas - 128.0) * contrast + 128.0 + brightness
+    image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    if blur > 0:
+        image = image.filter(ImageFilter.GaussianBlur(blur))
+    out = np.asarray(image, np.float32)
     if sigma > 0:
         out = out + rng.standard_normal(out.shape, dtype=np.float32) * sigma
     return np.clip(out, 0, 255).astype(np.uint8)

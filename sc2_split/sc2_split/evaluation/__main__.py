@@ -1,95 +1,137 @@
-"""python -m sc2_split.evaluation: COCO mAP@[.5:.95] and mAP@.5 on held-out synthetic frames for the
-teacher (raw and JPEG-offloaded frames) and every demo student per codec, with bytes per frame.
-Writes a Markdown table, JSON, and a rate-accuracy plot (PNG)."""
+"""python -m sc2_split.evaluation: bytes per frame against COCO mAP for every way of getting frames
+to the detector, clean and with 1% and 5% of messages lost: full offloading into the teacher (raw,
+JPEG, WebP, H.264 and H.265 streams) and the demo students per codec (split computing), with the
+latency per frame of each path. Writes OUT/NAME.md, .json and .png (two panels: clean, and loss).
+
+Input: the held-out procedural sequences (default), still frames (--still N), or a rosbag2 bag of
+camera frames (--bag DIR --topic /camera/image_raw), whose reference is the teacher's detections on
+the raw frames: agreement mAP."""
 
 import argparse
-import dataclasses
-import json
 import sys
 from pathlib import Path
 
-from sc2_split.bundled import STAGE2_SUFFIX
-from sc2_split.evaluation.rate_accuracy import Row, evaluate
+import torch
 
-
-def markdown(rows: list[Row], count: int, split: str) -> str:
-    lines = [
-        f"Held-out `{split}` split of `sc2_split.data.synthetic`, {count} frames of 640x480.",
-        "",
-        "| method | payload | bytes/frame | mAP@[.5:.95] | mAP@.5 |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for r in rows:
-        scores = f"{100 * r.map:.1f} | {100 * r.map_50:.1f}"
-        lines.append(f"| {r.method} | {r.payload} | {r.bytes_per_frame:,.0f} | {scores} |")
-    return "\n".join(lines) + "\n"
-
-
-def plot(rows: list[Row], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    jpeg = [r for r in rows if r.payload.startswith("jpeg")]
-    ax.plot(
-        [r.bytes_per_frame for r in jpeg],
-        [100 * r.map for r in jpeg],
-        "o-",
-        color="gray",
-        label="JPEG -> teacher (full offloading)",
-    )
-    for r in jpeg:
-        ax.annotate(
-            r.payload.split()[1],
-            (r.bytes_per_frame, 100 * r.map),
-            fontsize=7,
-            textcoords="offset points",
-            xytext=(3, -9),
-        )
-    markers = {"entropy": "s", "quant8": "^", "fp16": "v"}
-    for stage2 in (False, True):
-        for codec, marker in markers.items():
-            points = [r for r in rows if r.payload == codec and r.method.endswith(STAGE2_SUFFIX) == stage2]
-            if points:
-                ax.scatter(
-                    [r.bytes_per_frame for r in points],
-                    [100 * r.map for r in points],
-                    marker="*" if stage2 else marker,
-                    s=120 if stage2 else None,
-                    label=f"SC2 students{', stage 2' if stage2 else ''}, {codec} codec",
-                    zorder=3,
-                )
-    raw = next((r for r in rows if r.payload == "raw"), None)
-    if raw:
-        ax.axhline(100 * raw.map, color="black", lw=0.8, ls="--", label="teacher on raw frames")
-    ax.set_xscale("log")
-    ax.set_xlabel("bytes per frame (log)")
-    ax.set_ylabel("mAP@[.5:.95] (%)")
-    ax.set_title("Rate against accuracy, 640x480 synthetic frames")
-    ax.grid(True, which="both", lw=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+from sc2_split.data.sequences import FPS, coco_video_ground_truth, sequences
+from sc2_split.data.synthetic import coco_ground_truth, frames
+from sc2_split.evaluation.latency import measure
+from sc2_split.evaluation.rate_accuracy import (
+    JPEG_QUALITIES,
+    LOSS_RATES,
+    STUDENTS,
+    VIDEO_BITRATES,
+    VIDEO_GOPS_S,
+    VIDEO_NAMES,
+    WEBP_QUALITIES,
+    Methods,
+    Row,
+    Scorer,
+    Teacher,
+    evaluate,
+)
+from sc2_split.evaluation.report import write
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sc2_split.evaluation", description=__doc__)
-    p.add_argument("--count", type=int, default=200, help="held-out frames")
+    p = argparse.ArgumentParser(
+        prog="python -m sc2_split.evaluation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--sequences", type=int, default=4, help="held-out sequences")
+    p.add_argument("--length", type=int, default=2 * FPS, help="frames per sequence (at 30 Hz)")
+    p.add_argument("--still", type=int, default=0, metavar="N", help="N still frames instead of sequences")
+    p.add_argument("--bag", type=Path, help="a rosbag2 bag of camera frames instead (no labels)")
+    p.add_argument("--topic", default="/camera/image_raw", help="the bag's camera topic")
+    p.add_argument("--max-frames", type=int, default=0, help="the bag's first frames only (0: all)")
     p.add_argument("--split", default="test")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--students", nargs="*", default=list(STUDENTS), help="demo students, by checkpoint stem")
+    p.add_argument("--jpeg", type=int, nargs="*", default=list(JPEG_QUALITIES), help="JPEG qualities")
+    p.add_argument("--webp", type=int, nargs="*", default=list(WEBP_QUALITIES), help="WebP qualities")
+    p.add_argument("--video", nargs="*", default=list(VIDEO_NAMES), choices=list(VIDEO_NAMES), help="codecs")
+    p.add_argument("--bitrates", type=int, nargs="+", default=list(VIDEO_BITRATES), help="video, bit/s")
+    p.add_argument(
+        "--gops",
+        type=float,
+        nargs="+",
+        default=list(VIDEO_GOPS_S),
+        help="video keyframe intervals, s (0: intra)",
+    )
+    p.add_argument("--loss-draws", type=int, default=3, help="seeded loss patterns per loss rate")
+    p.add_argument(
+        "--latency-frames", type=int, default=30, help="frames timed per path (0: no latency table)"
+    )
+    p.add_argument("--workers", type=int, default=1, help="processes that compute mAP (pycocotools)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=Path("docs"))
+    p.add_argument("--name", help="file stem (default: rate_accuracy_sequences, _still or _bag)")
     args = p.parse_args(argv)
-    rows = evaluate(args.count, args.split, args.device)
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = markdown(rows, args.count, args.split)
-    (args.out / "rate_accuracy.md").write_text(table)
-    (args.out / "rate_accuracy.json").write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
-    plot(rows, args.out / "rate_accuracy.png")
-    print(table)
-    print(f"wrote {args.out}/rate_accuracy.md, .json, .png")
+
+    if args.bag is not None:
+        from sc2_split.evaluation.bag_input import REFERENCE_SCORE, bag_frames, reference_ground_truth
+
+        recorded = bag_frames(args.bag, args.topic, args.max_frames)
+        clips = [recorded.frames]
+        height, width = recorded.frames[0].shape[:2]
+        ground_truth = reference_ground_truth(Teacher(args.device).detect(recorded.frames), height, width)
+        rejected = (
+            f", {sum(recorded.rejected.values())} unreadable left out ({dict(recorded.rejected)})"
+            if recorded.rejected
+            else ""
+        )
+        about = (
+            f"`{args.topic}` of the bag `{args.bag.name}`: {len(recorded.frames)} frames of {width}x{height}"
+            f"{rejected}. Reference: the teacher's detections on the raw frames (score >= {REFERENCE_SCORE}),"
+            " so the scores are agreement mAP with the teacher, not accuracy."
+        )
+        metric, name = "agreement mAP", "rate_accuracy_bag"
+    elif args.still:
+        data = list(frames(args.split, args.still))
+        clips = [[image] for image, _ in data]
+        ground_truth = coco_ground_truth([target for _, target in data])
+        about = (
+            f"Held-out `{args.split}` still frames of `sc2_split.data.synthetic`, {args.still} of 640x480."
+        )
+        metric, name = "mAP", "rate_accuracy_still"
+    else:
+        clips_data = sequences(args.split, args.sequences, args.length)
+        clips = [[image for image, _ in clip] for clip in clips_data]
+        ground_truth = coco_video_ground_truth([target for clip in clips_data for _, target in clip])
+        about = (
+            f"Held-out `{args.split}` sequences of `sc2_split.data.sequences`: {args.sequences} of "
+            f"{args.length} frames (640x480, {FPS} Hz)."
+        )
+        metric, name = "mAP", "rate_accuracy_sequences"
+    draws = f"; loss: {args.loss_draws} seeded draws per rate, the same frames for every method"
+    about += f" Device: {args.device}{draws}."
+    scorer = Scorer(ground_truth, [len(c) for c in clips], LOSS_RATES, args.loss_draws, args.workers)
+    try:
+        methods = Methods(
+            tuple(args.jpeg),
+            tuple(args.webp),
+            () if args.still else tuple(args.video),  # a still frame is no stream
+            tuple(args.bitrates),
+            tuple(args.gops),
+            tuple(args.students),
+        )
+        rows = evaluate(clips, scorer, args.device, methods, _print_row)
+    finally:
+        scorer.close()
+    latency = measure(clips[0][: args.latency_frames]) if args.latency_frames and not args.still else []
+    path = write(rows, latency, about, metric, args.out, args.name or name)
+    print(path.read_text())
+    print(f"wrote {path} and its .json, .png")
     return 0
+
+
+def _print_row(row: Row) -> None:
+    lossy = " ".join(f"{k} {100 * v:.1f}" for k, v in row.lossy_map.items())
+    print(
+        f"{row.method:28s} {row.payload:28s} {row.bytes_per_frame:10.0f} B",
+        f"mAP {100 * row.map:5.1f}  lost: {lossy}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

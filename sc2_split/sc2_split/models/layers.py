@@ -14,19 +14,18 @@ def quantized_resnet_bottleneck(
     num_target_channels: int = 256,
     num_bits: int = 8,
     decoder_bias: bool = False,
+    encoder_width: int | None = None,
 ) -> SimpleBottleneck:
     """The entropic student's encoder and decoder with an 8-bit (or fp16) quantized bottleneck.
 
     sc2bench's own bottleneck-quantization layer (larger_resnet_bottleneck) emits 512 channels and
     cannot feed a ResNet-50's layer2, so the 8-bit variant keeps FPBasedResNetBottleneck's layout
-    and swaps the entropy bottleneck for torchdistill's quantizer (Jacob et al.).
+    and swaps the entropy bottleneck for torchdistill's quantizer (Jacob et al.). The encoder's
+    inner layers are 4x and 2x `encoder_width` wide (default: the bottleneck's channels), so that a
+    1-channel bottleneck can keep a 16-channel student's encoder.
     """
-    enc = [
-        num_input_channels,
-        num_bottleneck_channels * 4,
-        num_bottleneck_channels * 2,
-        num_bottleneck_channels,
-    ]
+    width = encoder_width or num_bottleneck_channels
+    enc = [num_input_channels, width * 4, width * 2, num_bottleneck_channels]
     dec = [num_bottleneck_channels, num_target_channels * 2, num_target_channels, num_target_channels]
     encoder = nn.Sequential(
         nn.Conv2d(enc[0], enc[1], kernel_size=5, stride=2, padding=2, bias=False),
