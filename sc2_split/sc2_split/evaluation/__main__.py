@@ -8,6 +8,7 @@ camera frames (--bag DIR --topic /camera/image_raw), whose reference is the teac
 the raw frames: agreement mAP."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 
 from sc2_split.data.sequences import FPS, coco_video_ground_truth, sequences
 from sc2_split.data.synthetic import coco_ground_truth, frames
-from sc2_split.evaluation.latency import measure
+from sc2_split.evaluation.latency import LatencyRow, measure
 from sc2_split.evaluation.rate_accuracy import (
     JPEG_QUALITIES,
     LOSS_RATES,
@@ -66,7 +67,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=Path("docs"))
     p.add_argument("--name", help="file stem (default: rate_accuracy_sequences, _still or _bag)")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="instead of evaluating: one table of these JSON files, the same frames split by method",
+    )
+    p.add_argument("--about", help="with --merge: the table's description (default: the first file's)")
     args = p.parse_args(argv)
+    if args.merge:
+        rows, latency, about, metric = merged(args.merge)
+        path = write(
+            rows, latency, args.about or about, metric, args.out, args.name or "rate_accuracy_sequences"
+        )
+        print(path.read_text())
+        return 0
 
     if args.bag is not None:
         from sc2_split.evaluation.bag_input import REFERENCE_SCORE, bag_frames, reference_ground_truth
@@ -123,6 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     print(path.read_text())
     print(f"wrote {path} and its .json, .png")
     return 0
+
+
+def merged(paths: list[Path]) -> tuple[list[Row], list[LatencyRow], str, str]:
+    """The rows and latency of evaluations run apart (by method) on the same frames, each row once."""
+    documents = [json.loads(path.read_text()) for path in paths]
+    if len({(d["about"], d["metric"]) for d in documents}) != 1:
+        raise ValueError("the files to merge describe different evaluations (their `about` or metric differ)")
+    rows: dict[tuple[str, str], Row] = {}
+    for document in documents:
+        for row in document["rows"]:
+            rows.setdefault((row["method"], row["payload"]), Row(**row))
+    latency = [LatencyRow(**t) for d in documents for t in d["latency"]]
+    return list(rows.values()), latency, documents[0]["about"], documents[0]["metric"]
 
 
 def _print_row(row: Row) -> None:
