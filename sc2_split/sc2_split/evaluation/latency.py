@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sc2_split.bundled import DEMO_CHECKPOINT
 from sc2_split.codecs import make_codec
 from sc2_split.evaluation.rate_accuracy import demo_student
-from sc2_split.bundled import DEMO_CHECKPOINT
 from sc2_split.models.entropy_tables import tables_from_entropy_bottleneck
 from sc2_split.models.split import Head, entropy_bottleneck, image_geometry
 from sc2_split.offload.frame_codecs import ImageCodec

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sc2_split.bundled import DEMO_CHECKPOINT, DEMO_DIR
 from sc2_split.evaluation.coco_map import coco_detections, coco_map
 from sc2_split.frames import CodedFrame
-from sc2_split.bundled import DEMO_CHECKPOINT, DEMO_DIR
 from sc2_split.models.build import build_detector, model_id
 from sc2_split.models.config import bundled_config_path, load_model_config
 from sc2_split.models.split import Head, image_geometry

@@ -4,9 +4,9 @@ import dataclasses
 import json
 from pathlib import Path
 
+from sc2_split.bundled import STAGE2_SUFFIX
 from sc2_split.evaluation.latency import LINK_BITS_PER_S, LatencyRow
 from sc2_split.evaluation.rate_accuracy import Row
-from sc2_split.bundled import STAGE2_SUFFIX
 
 
 def markdown(rows: list[Row], about: str, metric: str = "mAP", latency: list[LatencyRow] = ()) -> str:
