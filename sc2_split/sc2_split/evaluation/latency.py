@@ -70,7 +70,7 @@ def _student(name: str, codec_name: str, frames: list[np.ndarray]) -> LatencyRow
             started = time.perf_counter()
             encoded = codec.encode(head(torch.from_numpy(f)).numpy())
             times.append(time.perf_counter() - started)
-            sizes.append(len(encoded.to_bytes()))
+            sizes.append(encoded.nbytes)
     return _row(f"{name} {codec_name}", times, 0, sizes)
 
 

@@ -271,7 +271,7 @@ def _student_rows(name: str, frames: list[np.ndarray], scorer: Scorer, device: s
         sizes = []
         for latent in latents:
             encoded = codec.encode(latent)
-            sizes.append(len(encoded.to_bytes()))
+            sizes.append(encoded.nbytes)
             result = tail(CodedFrame(encoded, geometry, tail.model_id))
             outputs.append(
                 {
