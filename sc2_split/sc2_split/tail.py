@@ -6,6 +6,8 @@ geometry are checked against this tail's model before anything is allocated or r
 
 import copy
 import time
+from collections import OrderedDict
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -130,15 +132,33 @@ class TailPipeline:
 
     def detect(self, latent: np.ndarray, geometry: ImageGeometry) -> dict[str, np.ndarray]:
         """The network on a decoded latent: boxes, scores and labels in the source frame's pixels."""
+        return self.detect_batch([latent], [geometry])[0]
+
+    def detect_batch(
+        self, latents: Sequence[np.ndarray], geometries: Sequence[ImageGeometry]
+    ) -> list[dict[str, np.ndarray]]:
+        """The network on latents of one shape, one batch (a served tail's frames of many robots).
+
+        Under CUDA graphs the batch is padded to a power of two, so that a few captured graphs cover
+        every batch size."""
+        batch = torch.from_numpy(np.concatenate(latents))
+        size = len(latents)
+        if self.cuda_graphs:
+            padded = 1 << (size - 1).bit_length()
+            batch = torch.cat([batch, batch.new_zeros((padded - size, *batch.shape[1:]))])
         with torch.inference_mode(), torch.autocast(self.device.type, torch.float16, enabled=self.half):
-            features = self._features(torch.from_numpy(latent).to(self.device))
-            out = self.tail.detections(features, geometry)
-        result = {k: v.cpu().numpy() for k, v in out.items()}
-        return {
-            "boxes": result["boxes"].astype(np.float32),
-            "scores": result["scores"].astype(np.float32),
-            "labels": result["labels"],
-        }
+            features = self._features(batch.to(self.device))
+            if self.cuda_graphs:
+                features = OrderedDict((k, v[:size]) for k, v in features.items())
+            outs = self.tail.detections(features, geometries)
+        return [
+            {
+                "boxes": out["boxes"].cpu().numpy().astype(np.float32),
+                "scores": out["scores"].cpu().numpy().astype(np.float32),
+                "labels": out["labels"].cpu().numpy(),
+            }
+            for out in outs
+        ]
 
     def check_geometry(self, g: ImageGeometry) -> None:
         """Sizes that this model's transform could have produced, else PayloadError("shape")."""

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 # Latent shapes captured; further ones run eagerly, so a sender cycling through frame sizes cannot
-# fill the GPU's memory with graphs.
-MAX_GRAPHS = 4
+# fill the GPU's memory with graphs. A served tail's batches, padded to powers of two up to 32, take 6.
+MAX_GRAPHS = 8
 _WARMUP_RUNS = 3  # before capture, on a side stream: cuDNN's and the allocator's first-call work
 
 Features = Callable[[Tensor], OrderedDict[str, Tensor]]

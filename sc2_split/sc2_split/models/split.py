@@ -7,6 +7,7 @@ already quantized latent unchanged. Boxes come back in the pixels of the image t
 """
 
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import torch
 from compressai.entropy_models import EntropyBottleneck
@@ -62,7 +63,7 @@ class Head(nn.Module):
 
 
 class Tail(nn.Module):
-    """Latent (1, C, h, w) and the frame's geometry -> detections in the frame's pixels."""
+    """Latents (B, C, h, w) and the frames' geometries -> detections in each frame's pixels."""
 
     def __init__(self, model: GeneralizedRCNN) -> None:
         super().__init__()
@@ -89,7 +90,7 @@ class Tail(nn.Module):
         return torch.round(latent - self.medians) + self.medians
 
     def forward(self, latent: Tensor, geometry: ImageGeometry) -> dict[str, Tensor]:
-        return self.detections(self.features(latent), geometry)
+        return self.detections(self.features(latent), [geometry])[0]
 
     def features(self, latent: Tensor) -> OrderedDict[str, Tensor]:
         """Decoder, the backbone's remaining stages and the FPN: shapes fixed by the latent's."""
@@ -103,14 +104,18 @@ class Tail(nn.Module):
                 features[self.returned[name]] = x
         return self.fpn(features)
 
-    def detections(self, features: OrderedDict[str, Tensor], geometry: ImageGeometry) -> dict[str, Tensor]:
-        """RPN, ROI heads and the boxes mapped back to the frame: data-dependent shapes."""
-        resized = (geometry.resized_height, geometry.resized_width)
+    def detections(
+        self, features: OrderedDict[str, Tensor], geometries: Sequence[ImageGeometry]
+    ) -> list[dict[str, Tensor]]:
+        """RPN, ROI heads and the boxes mapped back to each frame: data-dependent shapes. One geometry
+        per latent of the batch; frames of one batch share the padded size (their latents' shape)."""
+        resized = [(g.resized_height, g.resized_width) for g in geometries]
         # The RPN reads only the padded size from the image tensor: a broadcast view, no memory.
         first = next(iter(features.values()))
-        padded = first.new_zeros(()).expand(1, 3, geometry.padded_height, geometry.padded_width)
-        images = ImageList(padded, [resized])
+        g = geometries[0]
+        padded = first.new_zeros(()).expand(len(geometries), 3, g.padded_height, g.padded_width)
+        images = ImageList(padded, resized)
         proposals, _ = self.rpn(images, features)
         detections, _ = self.roi_heads(features, proposals, images.image_sizes)
-        original = [(geometry.image_height, geometry.image_width)]
-        return self.transform.postprocess(detections, images.image_sizes, original)[0]
+        original = [(g.image_height, g.image_width) for g in geometries]
+        return self.transform.postprocess(detections, images.image_sizes, original)

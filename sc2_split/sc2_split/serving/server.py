@@ -1,0 +1,143 @@
+"""`tail_server`: Triton Inference Server embedded through PyTriton, serving the tail of one or more
+models (model ids) to every robot that sends to it, with dynamic batching across their requests.
+
+    ros2 run sc2_split tail_server                          # the bundled demo model, on the CPU
+    ros2 run sc2_split tail_server --device cuda:0 --device cuda:1 \\
+        --model demo_fp:demo_fp_beta4.5_stage2 --model sc2_resnet50_fp:my_weights.pt
+
+Tail nodes then run with `server_url:=HOST:8001`. `--write-repository DIR` writes the same models as a
+model repository for a standalone `tritonserver` instead (serving/repository.py).
+"""
+
+import argparse
+import logging
+import os
+import sysconfig
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sc2_split.metadata import DEMO_CHECKPOINT
+from sc2_split.serving.protocol import INPUT_TENSORS, OUTPUT_TENSORS, triton_model_name
+from sc2_split.serving.tail_model import BatchedTail
+from sc2_split.tail import TailPipeline
+
+DEFAULT_MODEL = f"demo_fp:{DEMO_CHECKPOINT}"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model to serve: its config (bundled name or YAML path) and checkpoint, as the tail node
+    takes them; "CONFIG:CHECKPOINT" on the command line, the checkpoint empty for random weights."""
+
+    model_config: str
+    checkpoint: str
+
+    @classmethod
+    def parse(cls, text: str) -> "ServedModel":
+        config, _, checkpoint = text.partition(":")
+        return cls(config, checkpoint)
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Triton's dynamic batcher: frames of many robots wait at most `queue_delay_us` to fill a batch."""
+
+    max_batch: int = 32
+    queue_delay_us: int = 2000
+
+
+def python_backend_env() -> None:
+    """Points the Python backend's stub at this interpreter's libpython: otherwise it loads the
+    system's, and every model fails to load (`_thread.RLock ... _recursion_count`)."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    paths = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p]
+    if libdir and libdir not in paths:
+        os.environ["LD_LIBRARY_PATH"] = ":".join([libdir, *paths])
+
+
+def serve(
+    models: Sequence[ServedModel],
+    devices: Sequence[str],
+    batching: Batching,
+    workers: int = 0,
+    ports: tuple[int, int, int] = (8000, 8001, 8002),
+) -> None:
+    """Serves until SIGINT or SIGTERM: one instance of each model per device, each with `workers`
+    entropy decoding processes."""
+    python_backend_env()
+    from pytriton.decorators import batch
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+    from pytriton.triton import Triton, TritonConfig
+
+    http_port, grpc_port, metrics_port = ports
+    config = TritonConfig(http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
+    pipelines = []
+    with Triton(config=config) as triton:
+        for model in models:
+            instances = [
+                TailPipeline.from_config(
+                    model.model_config, model.checkpoint, device=d, decode_workers=workers
+                )
+                for d in devices
+            ]
+            pipelines += instances
+            name = triton_model_name(instances[0].model_id)
+            triton.bind(
+                model_name=name,
+                infer_func=[batch(BatchedTail(p)) for p in instances],
+                inputs=[Tensor(name=n, dtype=t, shape=s) for n, t, s in INPUT_TENSORS],
+                outputs=[Tensor(name=n, dtype=t, shape=s) for n, t, s in OUTPUT_TENSORS],
+                config=ModelConfig(
+                    max_batch_size=batching.max_batch,
+                    batcher=DynamicBatcher(max_queue_delay_microseconds=batching.queue_delay_us),
+                ),
+                strict=True,
+            )
+            logging.info("serving %s as model %r on %s", instances[0].model_id, name, ", ".join(devices))
+        try:
+            triton.serve()
+        finally:
+            for pipeline in pipelines:
+                pipeline.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tail_server", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model", action="append", type=ServedModel.parse,
+        help=f"CONFIG:CHECKPOINT to serve, repeatable (default {DEFAULT_MODEL})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--device", action="append",
+        help="torch device of one instance of each model, repeatable: one per GPU (default cpu)",
+    )  # fmt: skip
+    parser.add_argument("--max-batch", type=int, default=Batching.max_batch)
+    parser.add_argument("--queue-delay-us", type=int, default=Batching.queue_delay_us)
+    parser.add_argument(
+        "--decode-workers", type=int, default=0, help="entropy decoding processes per instance"
+    )
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument(
+        "--write-repository", metavar="DIR",
+        help="write a model repository for a standalone tritonserver instead of serving",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[tail_server] %(message)s")
+    models = args.model or [ServedModel.parse(DEFAULT_MODEL)]
+    devices = args.device or ["cpu"]
+    batching = Batching(args.max_batch, args.queue_delay_us)
+    if args.write_repository:
+        from sc2_split.serving.repository import write_repository
+
+        for path in write_repository(args.write_repository, models, devices, batching, args.decode_workers):
+            print(path)
+        return 0
+    ports = (args.http_port, args.grpc_port, args.metrics_port)
+    serve(models, devices, batching, args.decode_workers, ports)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
