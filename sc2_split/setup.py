@@ -36,6 +36,7 @@ setup(
         "console_scripts": [
             "head_node = sc2_split.ros.head_node:main",
             "tail_node = sc2_split.ros.tail_node:main",
+            "tail_server = sc2_split.serving.server:main",
             "overlay_node = sc2_split.ros.overlay_node:main",
             "fallback_node = sc2_split.ros.fallback_node:main",
             "bag_tool = sc2_split.ros.bag_tool:main",

@@ -12,10 +12,12 @@ DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class CounterDiagnostics:
-    """Publishes one DiagnosticStatus named after the node, WARN while `warn_on` counters grow."""
+    """Publishes one DiagnosticStatus named after the node (or `name`, e.g. one per robot that a served
+    tail's node relays), WARN while `warn_on` counters grow."""
 
-    def __init__(self, node: Node, hardware_id: str, warn_on: tuple[str, ...] = ()) -> None:
+    def __init__(self, node: Node, hardware_id: str, warn_on: tuple[str, ...] = (), name: str = "") -> None:
         self.node = node
+        self.name = name or node.get_fully_qualified_name()
         self.hardware_id = hardware_id
         self.warn_on = warn_on
         self.publisher = node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
@@ -26,7 +28,7 @@ class CounterDiagnostics:
         self._previous = dict(counters)
         status = DiagnosticStatus(
             level=DiagnosticStatus.WARN if growing else DiagnosticStatus.OK,
-            name=self.node.get_fully_qualified_name(),
+            name=self.name,
             message=f"{message}; growing: {', '.join(growing)}" if growing else message,
             hardware_id=self.hardware_id,
             values=[KeyValue(key=k, value=str(v)) for k, v in counters.items()],

@@ -12,7 +12,7 @@ from sc2_split.ros.topics import CAMERA_TOPICS, RELIABILITY
 
 @dataclass(frozen=True)
 class Param:
-    default: str | int | float | bool
+    default: str | int | float | bool | list[str]
     description: str
     choices: tuple[str, ...] = ()
     # Inclusive bounds of a number, checked by rclpy when the parameter is set.

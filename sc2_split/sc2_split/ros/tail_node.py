@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
@@ -34,6 +35,7 @@ from sc2_split.bundled import DEMO_CHECKPOINT
 from sc2_split.codecs.payload import PayloadError
 from sc2_split.frames import Detections
 from sc2_split.geometry import ImageGeometry
+from sc2_split.models.config import config_path, load_class_names
 from sc2_split.ros.bottleneck_conversion import from_bottleneck
 from sc2_split.ros.detections_conversion import to_detection_array
 from sc2_split.ros.diagnostics import CounterDiagnostics
@@ -41,11 +43,15 @@ from sc2_split.ros.latency_window import LatencyWindow
 from sc2_split.ros.newest_wins import NewestWinsWorker
 from sc2_split.ros.parameters import Param, declare_parameters
 from sc2_split.ros.spin import spin_node
+from sc2_split.ros.stamps import ms_since
 from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, RESULTS_QOS
 from sc2_split.sequence_gaps import SequenceGaps
 from sc2_split.tail import TailPipeline
 from sc2_split.untrusted import bounded_line, plausible_ms, saturating_add
 from sc2_split_msgs.msg import Bottleneck, SplitStats
+
+if TYPE_CHECKING:
+    from sc2_split.ros.served_robots import ServedRobots
 
 # A sender with the wrong model would otherwise log at its frame rate: each reason at most this often.
 REJECT_LOG_PERIOD_S = 5.0
@@ -70,6 +76,20 @@ PARAMETERS = {
     ),
     "score_threshold": Param(0.5, "lowest score of a published detection", bounds=(0.0, 1.0)),
     "max_detections": Param(100, "most detections published per frame, best scores first", bounds=(1, 10000)),
+    "server_url": Param(
+        "",
+        "host:port of a Triton server's gRPC endpoint serving this model (ros2 run sc2_split tail_server); "
+        "empty: the tail runs in this process",
+    ),
+    "robots": Param(
+        [""],
+        "with server_url: robot namespaces to serve, relative to this node's (robot1, robot2, ...); each "
+        "gets <ns>/bottleneck in and <ns>/detections, <ns>/stats, <ns>/label_info out; '': its own",
+    ),
+    "max_in_flight": Param(4, "with server_url: most requests out at once per robot", bounds=(1, 1024)),
+    "request_timeout": Param(
+        2.0, "with server_url: seconds before an unanswered request counts as lost", bounds=(0.01, 600.0)
+    ),
     "summary_period": Param(
         5.0, "seconds between counters on /diagnostics and summary lines in the log", bounds=(0.1, 3600.0)
     ),
@@ -108,12 +128,16 @@ class TailNode(Node):
     def __init__(self) -> None:
         super().__init__("tail")
         p = declare_parameters(self, PARAMETERS)
+        self.score_threshold = p["score_threshold"]
+        self.served: ServedRobots | None = None
+        if p["server_url"]:
+            self.serve_remotely(p)
+            return
         self.pipeline = TailPipeline.from_config(
             p["model_config"], p["checkpoint"], p["model_name"], p["device"], p["decode_workers"]
         )
         self.model_id = self.pipeline.model_id
         self.class_names = self.pipeline.class_names
-        self.score_threshold = p["score_threshold"]
         self.max_detections = p["max_detections"]
         self.window = LatencyWindow()
         self.rejected: Counter[str] = Counter()
@@ -148,9 +172,23 @@ class TailNode(Node):
             f"bottlenecks from {self.subscription.topic_name}, detections to {self.detections_pub.topic_name}"
         )
 
+    def serve_remotely(self, p: dict) -> None:
+        """A thin client of the tail on the Triton server at `server_url`, for every robot listed."""
+        from sc2_split.ros.served_robots import Publishing, ServedRobots  # tritonclient only here
+
+        self.class_names = load_class_names(config_path(p["model_config"]))
+        publishing = Publishing(self.score_threshold, p["max_detections"], self.label_info())
+        self.served = ServedRobots(
+            self, p["server_url"], list(p["robots"]), publishing, p["max_in_flight"], p["request_timeout"],
+            p["summary_period"],
+        )  # fmt: skip
+
     def destroy_node(self) -> None:
-        self.network.close()
-        self.pipeline.close()
+        if self.served is not None:
+            self.served.close()
+        else:
+            self.network.close()
+            self.pipeline.close()
         super().destroy_node()
 
     def label_info(self) -> LabelInfo:
@@ -224,7 +262,7 @@ class TailNode(Node):
         return DecodedFrame(latent, frame.geometry, stats, stamp_plausible)
 
     def _plausible_ms(self, later: Time, earlier: TimeMsg) -> float:
-        return plausible_ms(_ms(later, earlier), self.skew_tolerance_ms, self.max_latency_ms)
+        return plausible_ms(ms_since(later, earlier), self.skew_tolerance_ms, self.max_latency_ms)
 
     def detect(self, frame: DecodedFrame) -> None:
         """Network stage, on its own thread: detections and stats of a decoded frame, published.
@@ -241,7 +279,7 @@ class TailNode(Node):
         )
         # Includes any wait for the network while it ran the previous frame.
         stats.end_to_end_ms = (
-            _ms(self.get_clock().now(), stats.header.stamp) if frame.stamp_plausible else math.nan
+            ms_since(self.get_clock().now(), stats.header.stamp) if frame.stamp_plausible else math.nan
         )
         self.stats_pub.publish(stats)
         self.frames += 1
@@ -304,15 +342,6 @@ class TailNode(Node):
             f"restarts), {self.implausible_times} implausible times, {self.network.dropped} dropped here "
             f"(network busy), rejected {rejected}, {self.failed} failed"
         )
-
-
-def _ms(later: Time, earlier: TimeMsg) -> float:
-    """Milliseconds from a message's time to `later`, read on `later`'s clock (ROS or simulated time).
-
-    From the fields, not rclpy's Time: the stamps come from other machines, and a Time before 1970
-    (negative seconds) raises, which would take the node down on a payload it has already served.
-    """
-    return (later.nanoseconds - (earlier.sec * 10**9 + earlier.nanosec)) / 1e6
 
 
 def main(args: list[str] | None = None) -> None:

@@ -77,6 +77,8 @@ class ServedTail:
                 inputs,
                 finished,
                 outputs=self._outputs,
+                # The server drops a frame that waited this long in its queue: no work for nobody.
+                timeout=int(self.timeout_s * 1e6),
                 client_timeout=self.timeout_s,
             )
         except Exception as exc:
@@ -101,6 +103,10 @@ def _outcome(
     status = str(error.status() if error is not None else "") or "unknown"
     reason = status.removeprefix("StatusCode.").lower()
     message = error.message() if error is not None else "no answer"
-    if reason == "not_found":
+    # Triton says "is not found" for a model it does not serve, "has no available versions" for one
+    # that is loading or unloading (a server starting or going down): a loss, not the payload's fault.
+    if reason == "not_found" and "is not found" in message:
         return PayloadError("model", f"no server model for payload model {frame.model_id!r}: {message}")
+    if reason == "not_found":
+        return RequestLostError("model_unavailable", message)
     return RequestLostError(reason, message)

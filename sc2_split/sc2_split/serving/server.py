@@ -40,10 +40,13 @@ class ServedModel:
 
 @dataclass(frozen=True)
 class Batching:
-    """Triton's dynamic batcher: frames of many robots wait at most `queue_delay_us` to fill a batch."""
+    """Triton's dynamic batcher: frames of many robots wait at most `queue_delay_us` to fill a batch.
+    At most `max_queue` frames wait: an overloaded server refuses more (the client counts them as
+    lost) instead of growing a queue, and drops a frame that waited past its client's timeout."""
 
     max_batch: int = 32
     queue_delay_us: int = 2000
+    max_queue: int = 128
 
 
 def python_backend_env() -> None:
@@ -66,7 +69,7 @@ def serve(
     entropy decoding processes."""
     python_backend_env()
     from pytriton.decorators import batch
-    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+    from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor, TimeoutAction
     from pytriton.triton import Triton, TritonConfig
 
     http_port, grpc_port, metrics_port = ports
@@ -89,7 +92,14 @@ def serve(
                 outputs=[Tensor(name=n, dtype=t, shape=s) for n, t, s in OUTPUT_TENSORS],
                 config=ModelConfig(
                     max_batch_size=batching.max_batch,
-                    batcher=DynamicBatcher(max_queue_delay_microseconds=batching.queue_delay_us),
+                    batcher=DynamicBatcher(
+                        max_queue_delay_microseconds=batching.queue_delay_us,
+                        default_queue_policy=QueuePolicy(
+                            timeout_action=TimeoutAction.REJECT,
+                            allow_timeout_override=True,
+                            max_queue_size=batching.max_queue,
+                        ),
+                    ),
                 ),
                 strict=True,
             )
@@ -113,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--max-batch", type=int, default=Batching.max_batch)
     parser.add_argument("--queue-delay-us", type=int, default=Batching.queue_delay_us)
+    parser.add_argument("--max-queue", type=int, default=Batching.max_queue, help="most frames waiting")
     parser.add_argument(
         "--decode-workers", type=int, default=0, help="entropy decoding processes per instance"
     )
@@ -127,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[tail_server] %(message)s")
     models = args.model or [ServedModel.parse(DEFAULT_MODEL)]
     devices = args.device or ["cpu"]
-    batching = Batching(args.max_batch, args.queue_delay_us)
+    batching = Batching(args.max_batch, args.queue_delay_us, args.max_queue)
     if args.write_repository:
         from sc2_split.serving.repository import write_repository
 

@@ -1,0 +1,116 @@
+"""`tail_server` as a child process, for the tests and the benchmarks: started on free ports, ready
+once Triton says so, stopped with Ctrl-C (SIGINT) as a user would. Without ROS, so that a GPU machine
+with no ROS can run the fleet benchmark."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import tritonclient.grpc as grpcclient
+
+
+@dataclass(frozen=True)
+class ServerPorts:
+    http: int
+    grpc: int
+    metrics: int
+
+    @classmethod
+    def free(cls) -> "ServerPorts":
+        return cls(*_free_ports(3))
+
+    @property
+    def url(self) -> str:
+        """What a tail node's `server_url` takes: Triton's gRPC endpoint."""
+        return f"localhost:{self.grpc}"
+
+    def args(self) -> list[str]:
+        return [
+            "--http-port",
+            str(self.http),
+            "--grpc-port",
+            str(self.grpc),
+            "--metrics-port",
+            str(self.metrics),
+        ]
+
+
+def tail_server_command(args: Sequence[str], ports: ServerPorts) -> list[str]:
+    return [sys.executable, "-m", "sc2_split.serving.server", *args, *ports.args()]
+
+
+@contextmanager
+def tail_server_process(
+    args: Sequence[str],
+    ports: ServerPorts,
+    env: dict[str, str],
+    log: Path,
+    models: Sequence[str] = (),
+    timeout_s: float = 300.0,
+) -> Iterator[subprocess.Popen]:
+    """`tail_server ARGS` running until the block ends, entered once Triton and the `models` it serves
+    (Triton names: `protocol.triton_model_name`) are ready."""
+    with log.open("w") as out:
+        # A session of its own, so that `kill_server` takes Triton's own process down with it.
+        command = tail_server_command(args, ports)
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_until_ready(ports.url, models, timeout_s, lambda: process.poll() is None, log)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def kill_server(process: subprocess.Popen) -> None:
+    """The server crashes: SIGKILL to PyTriton and the tritonserver it started. (Killing PyTriton alone
+    leaves its tritonserver answering on the port for a while.)"""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def wait_until_ready(
+    url: str, models: Sequence[str], timeout_s: float, alive: Callable[[], bool], log: Path
+) -> None:
+    """Until the server at `url` and its `models` are ready (PyTriton's server is ready before it has
+    loaded its models); RuntimeError with the log's end if it died or took too long."""
+    client = grpcclient.InferenceServerClient(url)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if not alive():
+                raise RuntimeError(f"tail_server exited before it was ready:\n{log.read_text()[-4000:]}")
+            try:
+                if client.is_server_ready() and all(client.is_model_ready(m) for m in models):
+                    return
+            except Exception:  # not listening yet
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"tail_server not ready after {timeout_s:g} s:\n{log.read_text()[-4000:]}")
+    finally:
+        client.close()
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
