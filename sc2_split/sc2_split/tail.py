@@ -83,6 +83,7 @@ class TailPipeline:
         model_name: str = "",
         device: str = "cpu",
         decode_workers: int = 0,
+        precision: str = "fp32",
     ) -> "TailPipeline":
         """The tail the nodes and tools serve: a config (bundled name or YAML path), its checkpoint
         (bundled name, .pt path, or empty for random weights) and the name in the model id (empty:
@@ -91,7 +92,7 @@ class TailPipeline:
         model = build_detector(load_model_config(config), checkpoint_path(checkpoint))
         name = model_id(model_name or config.stem, model)
         class_names = load_class_names(config)
-        return cls(model, name, device, class_names=class_names, decode_workers=decode_workers)
+        return cls(model, name, device, precision, class_names, decode_workers)
 
     def close(self) -> None:
         """Stops the decoding processes, if any."""

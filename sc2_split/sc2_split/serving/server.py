@@ -64,6 +64,7 @@ def serve(
     batching: Batching,
     workers: int = 0,
     ports: tuple[int, int, int] = (8000, 8001, 8002),
+    precision: str = "fp32",
 ) -> None:
     """Serves until SIGINT or SIGTERM: one instance of each model per device, each with `workers`
     entropy decoding processes."""
@@ -79,7 +80,11 @@ def serve(
         for model in models:
             instances = [
                 TailPipeline.from_config(
-                    model.model_config, model.checkpoint, device=d, decode_workers=workers
+                    model.model_config,
+                    model.checkpoint,
+                    device=d,
+                    decode_workers=workers,
+                    precision=precision,
                 )
                 for d in devices
             ]
@@ -127,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--decode-workers", type=int, default=0, help="entropy decoding processes per instance"
     )
+    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="fp16: on CUDA devices")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
@@ -146,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             print(path)
         return 0
     ports = (args.http_port, args.grpc_port, args.metrics_port)
-    serve(models, devices, batching, args.decode_workers, ports)
+    serve(models, devices, batching, args.decode_workers, ports, args.precision)
     return 0
 
 

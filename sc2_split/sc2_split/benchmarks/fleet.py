@@ -1,0 +1,361 @@
+"""One edge GPU for a fleet: N robots at 30 Hz each against N in-process tails (one process and one
+model copy per robot, batch 1, as without a server) and against one served tail (tail_server,
+dynamic batching across robots). Robots are processes that send recorded coded frames at their
+camera's rate; a served robot sends through the tail node's own client (serving/client.py), with
+no ROS in between, so that the figures are the tail's.
+
+    python -m sc2_split.benchmarks.fleet --model demo_fp:demo_fp_beta4.5_stage2 --robots 1 4 16 32
+
+Per row: aggregate frames/s answered, per-robot request latency p50/p99 (send to detections, the
+worst robot's), frames dropped or lost, GPU memory in use on the device and edge CPU (cores busy in
+the tail processes or the server's process tree).
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import pickle
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+from sc2_split.benchmarks.models import prepare, sample_frames
+from sc2_split.frames import CodedFrame
+from sc2_split.models.build import build_detector, save_checkpoint
+from sc2_split.models.config import bundled_config_path, load_model_config
+
+RATE_HZ = 30.0
+HEIGHT, WIDTH = 480, 640
+
+
+@dataclass(frozen=True)
+class RobotReport:
+    sent: int
+    answered: int
+    dropped: int  # not sent: the robot's requests in flight were all taken (or its tail was busy)
+    lost: int  # sent, never answered (timeouts, refusals)
+    latencies_ms: list[float]
+    lost_reasons: dict[str, int]
+
+
+def record(spec: str, codec: str, count: int, out: Path) -> tuple[str, Path]:
+    """(model spec with a checkpoint every process loads, pickled coded frames). Random weights are
+    saved once, so that head, server and tails agree on the model id."""
+    name, _, checkpoint = spec.partition(":")
+    if not checkpoint:
+        torch.manual_seed(0)
+        checkpoint = str(out / f"{name}.pt")
+        save_checkpoint(build_detector(load_model_config(bundled_config_path(name))), checkpoint)
+    bench = prepare(f"{name}:{checkpoint}", HEIGHT, WIDTH)
+    metadata = bench.files.metadata
+    from sc2_split.tail import TailPipeline
+
+    with torch.inference_mode(), TailPipeline(bench.model, metadata.model_id) as tail:
+        coder = tail.codecs[codec]
+        frames = [
+            CodedFrame(
+                coder.encode(bench.files.head(torch.from_numpy(f)).numpy()),
+                metadata.geometry,
+                metadata.model_id,
+            )
+            for f in sample_frames(HEIGHT, WIDTH, count)
+        ]
+    path = out / f"{name}_{codec}.pkl"
+    path.write_bytes(pickle.dumps(frames))
+    return f"{name}:{checkpoint}", path
+
+
+def served_robot(
+    url: str, frames_path: str, warmup_s: float, seconds: float, timeout_s: float, ready, start, queue
+) -> None:
+    """A robot process: frames at RATE_HZ through ServedTail, latencies of those sent after warmup."""
+    from sc2_split.serving.client import ServedTail
+
+    frames = pickle.loads(Path(frames_path).read_bytes())
+    tail = ServedTail(url, max_in_flight=4, timeout_s=timeout_s)
+    reasons: Counter[str] = Counter()
+    ready.release()
+    start_at = start.get()
+    lock = threading.Lock()
+    latencies: list[float] = []
+    counts = {"sent": 0, "answered": 0, "dropped": 0, "lost": 0}
+    measure_from, end = start_at + warmup_s, start_at + warmup_s + seconds
+    i = 0
+    while time.time() < start_at:
+        time.sleep(0.001)
+    next_at = time.perf_counter()
+    while time.time() < end:
+        sent_at = time.perf_counter()
+        measured = time.time() >= measure_from
+
+        def done(result: object, sent_at: float = sent_at, measured: bool = measured) -> None:
+            with lock:
+                if not measured:
+                    return
+                if isinstance(result, Exception):
+                    counts["lost"] += 1
+                    reasons[getattr(result, "reason", type(result).__name__)] += 1
+                else:
+                    counts["answered"] += 1
+                    latencies.append(1e3 * (time.perf_counter() - sent_at))
+
+        if tail.submit(frames[i % len(frames)], done):
+            counts["sent"] += measured
+        else:
+            counts["dropped"] += measured
+        i += 1
+        next_at += 1 / RATE_HZ
+        time.sleep(max(0.0, next_at - time.perf_counter()))
+    time.sleep(timeout_s + 0.5)  # the last answers, or their timeouts
+    with lock:
+        queue.put(asdict(RobotReport(**counts, latencies_ms=latencies, lost_reasons=dict(reasons))))
+    tail.close()
+
+
+def in_process_robot(
+    spec: str,
+    device: str,
+    precision: str,
+    frames_path: str,
+    warmup_s: float,
+    seconds: float,
+    ready,
+    start,
+    queue,
+) -> None:
+    """A robot with a tail of its own (its own process and model copy), batch 1: a frame that comes
+    while the tail is busy is dropped, as the tail node's newest-wins worker drops it."""
+    from sc2_split.tail import TailPipeline
+
+    config, _, checkpoint = spec.partition(":")
+    frames = pickle.loads(Path(frames_path).read_bytes())
+    tail = TailPipeline.from_config(config, checkpoint, device=device, precision=precision)
+    tail(frames[0])  # CUDA context, graphs
+    ready.release()
+    start_at = start.get()
+    measure_from, end = start_at + warmup_s, start_at + warmup_s + seconds
+    latencies: list[float] = []
+    counts = {"sent": 0, "answered": 0, "dropped": 0, "lost": 0}
+    while time.time() < start_at:
+        time.sleep(0.001)
+    t0, i = time.perf_counter(), 0
+    while time.time() < end:
+        now = time.perf_counter()
+        due = t0 + i / RATE_HZ
+        if now < due:
+            time.sleep(due - now)
+            continue
+        # Frames that came while the tail was busy: all but the newest dropped.
+        behind = int((now - due) * RATE_HZ)
+        measured = time.time() >= measure_from
+        counts["dropped"] += behind if measured else 0
+        i += behind
+        arrived = t0 + i / RATE_HZ
+        tail(frames[i % len(frames)])
+        if measured:
+            counts["sent"] += 1
+            counts["answered"] += 1
+            latencies.append(1e3 * (time.perf_counter() - arrived))
+        i += 1
+    queue.put(asdict(RobotReport(**counts, latencies_ms=latencies, lost_reasons={})))
+    tail.close()
+
+
+def gpu_memory_mib() -> float:
+    """Memory in use on GPU 0, all processes (nvidia-smi); NaN without one."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+            capture_output=True, text=True, timeout=10, check=True,
+        )  # fmt: skip
+        return float(out.stdout.strip())
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return float("nan")
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """CPU time of `processes` and all their children."""
+    total = 0.0
+    for p in processes:
+        for q in [p, *p.children(recursive=True)]:
+            try:
+                t = q.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    return total
+
+
+def summarize(
+    mode: str, robots: int, reports: list[dict], seconds: float, cpu_s: float, gpu_mib: float
+) -> dict:
+    p50 = [float(np.percentile(r["latencies_ms"], 50)) for r in reports if r["latencies_ms"]]
+    p99 = [float(np.percentile(r["latencies_ms"], 99)) for r in reports if r["latencies_ms"]]
+    answered = sum(r["answered"] for r in reports)
+    return {
+        "mode": mode,
+        "robots": robots,
+        "fps": answered / seconds,
+        "offered_fps": robots * RATE_HZ,
+        "p50_ms": float(np.median(p50)) if p50 else float("nan"),
+        "p99_ms_worst_robot": max(p99) if p99 else float("nan"),
+        "dropped": sum(r["dropped"] for r in reports),
+        "lost": sum(r["lost"] for r in reports),
+        "lost_reasons": dict(sum((Counter(r["lost_reasons"]) for r in reports), Counter())),
+        "edge_cpu_cores": cpu_s / seconds,
+        "gpu_memory_mib": gpu_mib,
+    }
+
+
+def start_together(procs: list, ready, starts: list) -> float:
+    """Starts the robot processes; once all are ready, the time they all begin at."""
+    for p in procs:
+        p.start()
+    for _ in procs:
+        if not ready.acquire(timeout=600):
+            raise RuntimeError("a robot process did not start")
+    start_at = time.time() + 0.5
+    for s in starts:
+        s.put(start_at)
+    return start_at
+
+
+def run_in_process(
+    spec: str, device: str, precision: str, frames: Path, robots: int, warmup: float, seconds: float
+) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    ready, queue = ctx.Semaphore(0), ctx.Queue()
+    starts = [ctx.Queue() for _ in range(robots)]
+    procs = [
+        ctx.Process(
+            target=in_process_robot,
+            args=(spec, device, precision, str(frames), warmup, seconds, ready, s, queue),
+        )
+        for s in starts
+    ]
+    start_at = start_together(procs, ready, starts)
+    handles = [psutil.Process(p.pid) for p in procs]
+    time.sleep(max(0.0, start_at + warmup - time.time()))
+    cpu0 = cpu_seconds(handles)
+    time.sleep(seconds * 0.8)
+    gpu = gpu_memory_mib()
+    reports = [queue.get(timeout=600) for _ in procs]
+    cpu1 = cpu_seconds(handles) if all(p.is_alive() for p in procs) else float("nan")
+    for p in procs:
+        p.join(timeout=60)
+    return summarize("in-process", robots, reports, seconds, cpu1 - cpu0, gpu)
+
+
+def run_served(
+    url: str,
+    server: psutil.Process,
+    frames: Path,
+    robots: int,
+    warmup: float,
+    seconds: float,
+    timeout_s: float,
+) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    ready, queue = ctx.Semaphore(0), ctx.Queue()
+    starts = [ctx.Queue() for _ in range(robots)]
+    procs = [
+        ctx.Process(target=served_robot, args=(url, str(frames), warmup, seconds, timeout_s, ready, s, queue))
+        for s in starts
+    ]
+    start_at = start_together(procs, ready, starts)
+    time.sleep(max(0.0, start_at + warmup - time.time()))
+    cpu0 = cpu_seconds([server])
+    time.sleep(seconds * 0.8)
+    gpu = gpu_memory_mib()
+    time.sleep(max(0.0, start_at + warmup + seconds - time.time()))
+    cpu1 = cpu_seconds([server])
+    reports = [queue.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    return summarize("served", robots, reports, seconds, cpu1 - cpu0, gpu)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="CONFIG[:CHECKPOINT]; random weights without one")
+    parser.add_argument("--codec", default="entropy", help="codec of the recorded frames")
+    parser.add_argument("--robots", type=int, nargs="+", default=[1, 4, 16, 32])
+    parser.add_argument("--in-process-robots", type=int, nargs="*", help="default: --robots")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", default="fp16" if torch.cuda.is_available() else "fp32")
+    parser.add_argument("--instances", type=int, default=2, help="served model instances on the device")
+    parser.add_argument("--decode-workers", type=int, default=0)
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--queue-delay-us", type=int, default=5000)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--timeout", type=float, default=2.0, help="served robots' request timeout, s")
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--machine", default="")
+    parser.add_argument("--json", type=Path, help="rows written after each one")
+    args = parser.parse_args(argv)
+    from sc2_split.serving.process import ServerPorts, tail_server_process
+    from sc2_split.serving.protocol import triton_model_name
+
+    out = Path(tempfile.mkdtemp(prefix="fleet-"))
+    spec, frames = record(args.model, args.codec, 8, out)
+    model_id = pickle.loads(frames.read_bytes())[0].model_id
+    result = {
+        "machine": args.machine,
+        "model": args.model,
+        "codec": args.codec,
+        "settings": vars(args) | {"json": str(args.json)},
+        "rows": [],
+    }
+
+    def emit(row: dict) -> None:
+        result["rows"].append(row)
+        print(
+            f"{row['mode']:>10} {row['robots']:>3} robots: {row['fps']:7.1f} frames/s of "
+            f"{row['offered_fps']:.0f}, p50 {row['p50_ms']:6.1f} ms, p99 {row['p99_ms_worst_robot']:6.1f} "
+            f"ms, dropped {row['dropped']}, lost {row['lost']} {row['lost_reasons'] or ''}, edge CPU "
+            f"{row['edge_cpu_cores']:.2f} cores, GPU {row['gpu_memory_mib']:.0f} MiB",
+            flush=True,
+        )
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1))
+
+    server_args = ["--model", spec, "--precision", args.precision, "--max-batch", str(args.max_batch)]
+    server_args += [
+        "--queue-delay-us",
+        str(args.queue_delay_us),
+        "--decode-workers",
+        str(args.decode_workers),
+    ]
+    server_args += [a for _ in range(args.instances) for a in ("--device", args.device)]
+    ports = ServerPorts.free()
+    with tail_server_process(
+        server_args, ports, dict(os.environ), out / "server.log", [triton_model_name(model_id)]
+    ) as server:
+        for robots in args.robots:
+            emit(
+                run_served(
+                    ports.url,
+                    psutil.Process(server.pid),
+                    frames,
+                    robots,
+                    args.warmup,
+                    args.seconds,
+                    args.timeout,
+                )
+            )
+    for robots in args.robots if args.in_process_robots is None else args.in_process_robots:
+        emit(run_in_process(spec, args.device, args.precision, frames, robots, args.warmup, args.seconds))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
