@@ -148,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_repository:
         from sc2_split.serving.repository import write_repository
 
-        for path in write_repository(args.write_repository, models, devices, batching, args.decode_workers):
+        written = write_repository(
+            args.write_repository, models, devices, batching, args.decode_workers, args.precision
+        )
+        for path in written:
             print(path)
         return 0
     ports = (args.http_port, args.grpc_port, args.metrics_port)
