@@ -11,7 +11,7 @@ from builtin_interfaces.msg import Time
 from sc2_split.backends import make_backend
 from sc2_split.benchmarks.models import sample_frames
 from sc2_split.head import HeadPipeline
-from sc2_split.metadata import HeadMetadata
+from sc2_split.head_metadata import HeadMetadata
 from sc2_split.ros.bottleneck_conversion import to_bottleneck
 from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, RESULTS_QOS
 from sc2_split.serving.process import ServerPorts, tail_server_process

@@ -21,7 +21,6 @@ from sc2_split.serving.protocol import triton_model_name
 from sc2_split.serving.server import main as tail_server_main
 from sc2_split.tail import TailPipeline
 from served_fixtures import copy_bottleneck, record_bottlenecks
-from split_fixtures import exported_head_fixture  # noqa: F401 (fixture)
 
 import sc2_split
 

@@ -16,7 +16,7 @@ import sysconfig
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sc2_split.metadata import DEMO_CHECKPOINT
+from sc2_split.bundled import DEMO_CHECKPOINT
 from sc2_split.serving.protocol import INPUT_TENSORS, OUTPUT_TENSORS, triton_model_name
 from sc2_split.serving.tail_model import BatchedTail
 from sc2_split.tail import TailPipeline
