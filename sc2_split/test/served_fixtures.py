@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from builtin_interfaces.msg import Time
 from sc2_split.backends import make_backend
-from sc2_split.benchmarks.models import sample_frames
+from sc2_split.data import sample_frames
 from sc2_split.head import HeadPipeline
 from sc2_split.head_metadata import HeadMetadata
 from sc2_split.ros.bottleneck_conversion import to_bottleneck

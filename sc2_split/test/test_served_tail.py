@@ -11,16 +11,11 @@ import numpy as np
 from sc2_split.frames import CodedFrame
 from sc2_split.ros.bottleneck_conversion import from_bottleneck
 from sc2_split.ros.detections_conversion import to_detection_array
-from sc2_split.testing.node_process import node_process
 from sc2_split.serving.process import ServerPorts, kill_server
 from sc2_split.tail import TailPipeline
+from sc2_split.testing.node_process import node_process
 from served_fixtures import Robot, batch_counts, boxes_of, copy_bottleneck, record_bottlenecks, served_model
 from split_fixtures import Camera, tail_params
-    Camera,
-    camera_fixture,
-    exported_head_fixture,
-    tail_params,
-)
 
 MAX_DETECTIONS = 20
 # Long enough for the frames that three robots send at once to meet in one batch.

@@ -28,7 +28,8 @@ import numpy as np
 import psutil
 import torch
 
-from sc2_split.benchmarks.models import prepare, sample_frames
+from sc2_split.benchmarks.models import prepare
+from sc2_split.data import sample_frames
 from sc2_split.frames import CodedFrame
 from sc2_split.models.build import build_detector, save_checkpoint
 from sc2_split.models.config import bundled_config_path, load_model_config

@@ -23,6 +23,7 @@ from sc2_split.ros.latency_window import LatencyWindow
 from sc2_split.ros.stamps import ms_since
 from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, RESULTS_QOS
 from sc2_split.serving.client import RequestLostError, ServedTail
+from sc2_split.untrusted import bounded_line
 from sc2_split_msgs.msg import Bottleneck, SplitStats
 
 # Each robot's lost requests and rejections are logged at most this often (a dead server loses every
@@ -152,7 +153,8 @@ class RobotLink:
             if now - self._last_log.get(key, -LOG_PERIOD_S) < LOG_PERIOD_S:
                 return
             self._last_log[key] = now
-        self.node.get_logger().error(f"{self.namespace or 'robot'}: {text}")
+        # Model ids and server messages carry what robots sent: cut short.
+        self.node.get_logger().error(bounded_line(f"{self.namespace or 'robot'}: {text}"))
 
     def counters(self) -> dict[str, int]:
         with self._lock:
