@@ -15,6 +15,8 @@ from pathlib import Path
 
 import tritonclient.grpc as grpcclient
 
+from sc2_split.testing.node_process import interrupt
+
 
 @dataclass(frozen=True)
 class ServerPorts:
@@ -67,13 +69,7 @@ def tail_server_process(
         wait_until_ready(ports.url, models, timeout_s, lambda: process.poll() is None, log)
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        interrupt(process)
 
 
 def kill_server(process: subprocess.Popen) -> None:

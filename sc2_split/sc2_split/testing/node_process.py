@@ -55,12 +55,17 @@ def running(command: list[str], env: dict[str, str], log: Path) -> Iterator[subp
     try:
         yield process
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        interrupt(process)
+
+
+def interrupt(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """Ctrl-C (SIGINT) to a process that still runs, and SIGKILL if it has not ended in `timeout_s`."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def node_process(
