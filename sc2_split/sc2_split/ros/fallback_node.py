@@ -23,7 +23,7 @@ from sc2_split.ros.detections_conversion import to_detection_array
 from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.image_conversion import to_rgb
 from sc2_split.ros.newest_wins import NewestWinsWorker
-from sc2_split.ros.parameters import CAMERA_PARAMETERS, Param, declare_parameters
+from sc2_split.ros.parameters import CAMERA_PARAMETERS, SUMMARY_PERIOD, Param, declare_parameters
 from sc2_split.ros.spin import spin_node
 from sc2_split.ros.topics import RESULTS_QOS, subscribe_camera
 from sc2_split.untrusted import bounded_line
@@ -46,9 +46,7 @@ PARAMETERS = {
     "score_threshold": Param(0.5, "lowest score of a local detection", bounds=(0.0, 1.0)),
     "max_detections": Param(100, "most local detections per frame, best first", bounds=(1, 10000)),
     **CAMERA_PARAMETERS,
-    "summary_period": Param(
-        5.0, "seconds between counters on /diagnostics and summary lines in the log", bounds=(0.1, 3600.0)
-    ),
+    "summary_period": SUMMARY_PERIOD,
 }
 
 

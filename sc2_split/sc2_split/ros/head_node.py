@@ -25,7 +25,7 @@ from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.image_conversion import to_rgb
 from sc2_split.ros.latency_window import LatencyWindow
 from sc2_split.ros.newest_wins import NewestWinsWorker
-from sc2_split.ros.parameters import CAMERA_PARAMETERS, Param, declare_parameters
+from sc2_split.ros.parameters import CAMERA_PARAMETERS, SUMMARY_PERIOD, Param, declare_parameters
 from sc2_split.ros.spin import spin_node
 from sc2_split.ros.topics import BOTTLENECK_QOS, subscribe_camera
 from sc2_split.untrusted import bounded_line
@@ -72,9 +72,7 @@ PARAMETERS = {
         500.0, "with a ladder: the round trip (camera stamp to detections) to keep under", bounds=(1.0, 6e4)
     ),
     **CAMERA_PARAMETERS,
-    "summary_period": Param(
-        5.0, "seconds between counters on /diagnostics and summary lines in the log", bounds=(0.1, 3600.0)
-    ),
+    "summary_period": SUMMARY_PERIOD,
 }
 
 

@@ -55,3 +55,9 @@ CAMERA_PARAMETERS = {
         "best_effort", "camera subscription: best_effort (sensor data QoS) or reliable", tuple(RELIABILITY)
     ),
 }
+
+
+# The nodes' period of counters on /diagnostics and summary lines in their logs.
+SUMMARY_PERIOD = Param(
+    5.0, "seconds between counters on /diagnostics and summary lines in the log", bounds=(0.1, 3600.0)
+)

@@ -41,7 +41,7 @@ from sc2_split.ros.detections_conversion import to_detection_array
 from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.latency_window import LatencyWindow
 from sc2_split.ros.newest_wins import NewestWinsWorker
-from sc2_split.ros.parameters import Param, declare_parameters
+from sc2_split.ros.parameters import SUMMARY_PERIOD, Param, declare_parameters
 from sc2_split.ros.spin import spin_node
 from sc2_split.ros.stamps import ms_since
 from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, RESULTS_QOS
@@ -90,9 +90,7 @@ PARAMETERS = {
     "request_timeout": Param(
         2.0, "with server_url: seconds before an unanswered request counts as lost", bounds=(0.01, 600.0)
     ),
-    "summary_period": Param(
-        5.0, "seconds between counters on /diagnostics and summary lines in the log", bounds=(0.1, 3600.0)
-    ),
+    "summary_period": SUMMARY_PERIOD,
     "max_sequence_gap": Param(
         100000,
         "most frames one gap in a head's sequence numbers counts as missed; a larger jump is counted "
