@@ -5,8 +5,11 @@ from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
-from rclpy.subscription import RCLError
+
+# Where every distribution defines it: Kilted re-exports it from rclpy.subscription, Jazzy does not.
+RCLError = rclpy_implementation.RCLError
 
 
 def spin_node(make_node: Callable[[], Node], args: list[str] | None = None) -> None:
