@@ -14,6 +14,7 @@ setup(
             "models/configs/*.yaml",
             "models/demo/*.pt",
             "models/demo/head/*",
+            "models/demo/heads/*/*",
             "data/samples/*",
         ]
     },

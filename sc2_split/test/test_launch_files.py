@@ -17,7 +17,8 @@ from sc2_split.ros.topics import OVERLAY_QOS
 
 PACKAGE = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((PACKAGE / "launch").glob("*.launch.py"))
-CONFIG_FILES = sorted((PACKAGE / "config").glob("*.yaml"))
+# Parameter files; rate_ladder.yaml is the head's rate ladder, not one (test_bundled_ladder.py).
+CONFIG_FILES = sorted(p for p in (PACKAGE / "config").glob("*.yaml") if p.name != "rate_ladder.yaml")
 FULL_HD_RGB8 = 1920 * 1080 * 3
 FASTDDS = "{http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles}"
 

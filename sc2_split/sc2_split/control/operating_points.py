@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from sc2_split.bundled import bundled_head
+
 
 @dataclass(frozen=True)
 class OperatingPoint:
@@ -52,7 +54,9 @@ def from_rate_accuracy(
 
 def load_ladder_file(path: str | Path) -> tuple[OperatingPoint, ...]:
     """The ladder of a YAML file: `operating_points`, a list of name, metadata_file_path (relative
-    to the file, or absolute), codec, bytes_per_frame and accuracy, the last two as measured."""
+    to the file, or absolute; left out: the bundled head of the student `name`, as the head node's
+    empty metadata_file_path is the bundled head), codec, bytes_per_frame and accuracy, the last two
+    as measured."""
     path = Path(path)
     try:
         entries = yaml.safe_load(path.read_text())["operating_points"]
@@ -61,7 +65,9 @@ def load_ladder_file(path: str | Path) -> tuple[OperatingPoint, ...]:
                 str(e["name"]),
                 float(e["bytes_per_frame"]),
                 float(e["accuracy"]),
-                str(path.parent / e["metadata_file_path"]),
+                str(path.parent / e["metadata_file_path"])
+                if e.get("metadata_file_path")
+                else str(bundled_head(str(e["name"]))),
                 str(e.get("codec", "entropy")),
             )
             for e in entries
