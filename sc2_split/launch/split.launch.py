@@ -1,7 +1,8 @@
 """Both halves on one machine (a demo, or a robot with its own GPU): head, overlay and tail.
 
 Takes the arguments of head.launch.py and tail.launch.py (namespace, image_topic, head_params_file,
-overlay, tail_params_file). View the result with `rviz2 -d <share>/sc2_split/config/split.rviz`.
+overlay, tail_params_file, detections_topic). View the result with
+`rviz2 -d <share>/sc2_split/config/split.rviz`.
 """
 
 from launch import LaunchDescription

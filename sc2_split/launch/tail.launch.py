@@ -1,6 +1,8 @@
 """Edge side of the split detector: the tail (bottleneck -> detections, label_info, stats).
 
 ros2 launch sc2_split tail.launch.py tail_params_file:=/path/tail.yaml
+With the robot's fallback node (fallback.launch.py), the tail's detections go to edge/detections:
+ros2 launch sc2_split tail.launch.py detections_topic:=edge/detections
 """
 
 import os
@@ -30,12 +32,18 @@ def generate_launch_description() -> LaunchDescription:
                 default_value=PathJoinSubstitution([FindPackageShare("sc2_split"), "config", "tail.yaml"]),
                 description="parameters of the tail node (model config, checkpoint, device, threshold)",
             ),
+            DeclareLaunchArgument(
+                "detections_topic",
+                default_value="detections",
+                description="where the tail publishes detections: edge/detections under a fallback node",
+            ),
             Node(
                 package="sc2_split",
                 executable="tail_node",
                 name="tail",
                 namespace=LaunchConfiguration("namespace"),
                 parameters=[LaunchConfiguration("tail_params_file")],
+                remappings=[("detections", LaunchConfiguration("detections_topic"))],
                 output="screen",
             ),
         ]

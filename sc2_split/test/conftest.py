@@ -67,3 +67,14 @@ def camera(ros_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator
 
     with running_camera(ros_env, monkeypatch) as camera:
         yield camera
+
+
+@pytest.fixture(scope="session")
+def local_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The bundled teacher exported whole, as the robot's build would write it: the fallback node's
+    local detector."""
+    from sc2_split.export.detector_onnx import export_detector
+
+    path = tmp_path_factory.mktemp("local") / "detector.onnx"
+    assert export_detector("demo_teacher", "demo_teacher", path) < 1e-2
+    return str(path)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sc2_split.export.detector_onnx import export_detector
 from sc2_split.local_detector import LocalDetector
 from sc2_split.testing.link_relay import LinkRelay
 from sc2_split.testing.node_process import node_process
@@ -18,14 +17,6 @@ from split_fixtures import HEIGHT, WIDTH, Camera, head_params, tail_params
 # Longer than the gaps between a busy tail's answers (seconds a frame on 2 shared cores), so that
 # only a link that is down starts the fallback.
 FALLBACK_AFTER_MS = 8000.0
-
-
-@pytest.fixture(scope="module")
-def local_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The bundled teacher exported whole, as the robot's build would write it."""
-    path = tmp_path_factory.mktemp("local") / "detector.onnx"
-    assert export_detector("demo_teacher", "demo_teacher", path) < 1e-2
-    return str(path)
 
 
 def test_the_local_detector_finds_boxes_in_any_frame_size(local_model: str) -> None:

@@ -61,9 +61,10 @@ def declared_parameters(executable: str) -> dict:
     return importlib.import_module(module_name).PARAMETERS
 
 
-def test_there_are_head_tail_and_split_launch_files() -> None:
-    assert [p.name for p in LAUNCH_FILES] == ["head.launch.py", "split.launch.py", "tail.launch.py"]
-    assert set(all_launched_nodes()) == {"head", "tail", "overlay"}
+def test_there_are_head_tail_split_and_fallback_launch_files() -> None:
+    names = ["fallback.launch.py", "head.launch.py", "split.launch.py", "tail.launch.py"]
+    assert [p.name for p in LAUNCH_FILES] == names
+    assert set(all_launched_nodes()) == {"head", "tail", "overlay", "fallback"}
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)

@@ -27,10 +27,13 @@ NODES = {  # enclave: (node name, executable, parameter file)
     "/sc2_split/head": ("head", "head_node", "head.yaml"),
     "/sc2_split/tail": ("tail", "tail_node", "tail.yaml"),
     "/sc2_split/overlay": ("overlay", "overlay_node", "head.yaml"),
+    "/sc2_split/fallback": ("fallback", "fallback_node", "head.yaml"),
 }
 # Granted for settings other than the defaults: the compressed camera topic (image_transport
-# compressed) and /clock (use_sim_time, e.g. with a bag).
+# compressed) and /clock (use_sim_time, e.g. with a bag); the tail's stats to a head with a rate
+# ladder (ladder_file), and edge/detections to a tail under a fallback node (remapped detections).
 GRANTED_FOR_OPTIONS = {"rt/image/compressed", "rt/clock"}
+GRANTED_FOR_NODE_OPTIONS = {"/sc2_split/head": {"rt/stats"}, "/sc2_split/tail": {"rt/edge/detections"}}
 FOREIGN_MODEL_ID = "sc2_resnet50_fp@000000000000"
 INTRUDER_S = 5.0
 FAST_DDS_WITHOUT_SECURITY = "This Fast DDS version doesn't have the security libraries"
@@ -99,23 +102,28 @@ def dds_topics(node: Node, node_name: str) -> tuple[set[str], set[str]]:
     return published, subscribed
 
 
-def node_overrides(exported_head: dict[str, str]) -> dict[str, dict[str, object]]:
-    """Each enclave's node parameters for the small test model."""
+def node_overrides(exported_head: dict[str, str], local_model: str = "") -> dict[str, dict[str, object]]:
+    """Each enclave's node parameters for the small test model (and the fallback's local detector)."""
     return {
         "/sc2_split/head": head_params(exported_head),
         "/sc2_split/tail": tail_params(exported_head, score_threshold=0.0),
         "/sc2_split/overlay": {},
+        "/sc2_split/fallback": {"model_file_path": local_model},
     }
 
 
 def test_policy_grants_each_node_exactly_the_topics_and_services_it_uses(
-    exported_head: dict[str, str], ros_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    exported_head: dict[str, str],
+    local_model: str,
+    ros_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Security off: the ROS graph shows what each node publishes, subscribes and serves."""
     policy = ET.parse(POLICY).getroot()
     assert policy.tag == "policy" and policy.get("version") == "0.2.0"
     assert {e.get("path") for e in policy.iterfind("enclaves/enclave")} == set(NODES)
-    overrides = node_overrides(exported_head)
+    overrides = node_overrides(exported_head, local_model)
     with ExitStack() as stack:
         camera = stack.enter_context(running_camera(ros_env, monkeypatch))
         for enclave, (node_name, executable, params_file) in NODES.items():
@@ -123,7 +131,8 @@ def test_policy_grants_each_node_exactly_the_topics_and_services_it_uses(
             stack.enter_context(node_process(executable, params_file, overrides[enclave], ros_env, log))
         for enclave, (node_name, _, _) in NODES.items():
             granted_pub, granted_sub = enclave_grants(policy, enclave)
-            required = (granted_pub - GRANTED_FOR_OPTIONS, granted_sub - GRANTED_FOR_OPTIONS)
+            optional = GRANTED_FOR_OPTIONS | GRANTED_FOR_NODE_OPTIONS.get(enclave, set())
+            required = (granted_pub - optional, granted_sub - optional)
 
             def uses_required(node_name: str = node_name, required: tuple = required) -> bool:
                 used_pub, used_sub = dds_topics(camera.node, node_name)
@@ -201,7 +210,12 @@ def test_keystore_has_sros2_layout_and_its_certificates_and_documents_verify(
     assert [t for t in topics[0] if t.startswith("rt/")] == [
         "rt/bottleneck", "rt/diagnostics", "rt/parameter_events", "rt/rosout"
     ]  # fmt: skip
-    assert [t for t in topics[1] if t.startswith("rt/")] == ["rt/clock", "rt/image", "rt/image/compressed"]
+    assert [t for t in topics[1] if t.startswith("rt/")] == [
+        "rt/clock",
+        "rt/image",
+        "rt/image/compressed",
+        "rt/stats",
+    ]
     assert "rr/head/get_parametersReply" in topics[0] and "rq/head/get_parametersRequest" in topics[1]
     assert [t.text for t in allow[1].iter("topic")] == ["ros_discovery_info", "ros_discovery_info"]
 
