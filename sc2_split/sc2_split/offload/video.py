@@ -109,24 +109,37 @@ def encode_stream(frames: Iterable[np.ndarray], settings: VideoSettings) -> list
     return packets
 
 
+class VideoDecoder:
+    """One stream's receiver: packets in, in order, each giving the pictures the decoder has ready
+    (with the zero-latency tune, that packet's own)."""
+
+    def __init__(self, codec: str) -> None:
+        self._context = av.CodecContext.create(DECODERS[codec], "r")
+
+    def decode(self, data: bytes | None, frame: int = 0) -> list[tuple[int, np.ndarray]]:
+        """(frame index, RGB) of each picture given out for the packet of frame `frame`; None
+        flushes the decoder at the stream's end. A packet that gives no picture gives []."""
+        packet = None
+        if data is not None:
+            packet = av.Packet(data)
+            packet.pts = frame
+        try:
+            decoded = self._context.decode(packet)
+        except av.error.InvalidDataError:
+            return []  # this packet gives no picture; the next ones may
+        return [(int(f.pts), f.to_ndarray(format="rgb24")) for f in decoded if f.pts is not None]
+
+
 def decode_stream(packets: list[Packet], codec: str, lost: Collection[int] = ()) -> list[np.ndarray | None]:
     """What the receiver shows of each frame: the decoded RGB frame, or None where its packet was
     lost or the decoder gave nothing for it. Lost packets (by frame index) never reach the decoder."""
-    context = av.CodecContext.create(DECODERS[codec], "r")
+    decoder = VideoDecoder(codec)
     shown: list[np.ndarray | None] = [None] * len(packets)
     for packet in [*packets, None]:
         if packet is not None and packet.frame in lost:
             continue
-        if packet is None:
-            data = None
-        else:
-            data = av.Packet(packet.data)
-            data.pts = packet.frame
-        try:
-            decoded = context.decode(data)
-        except av.error.InvalidDataError:
-            continue  # this packet gives no picture; the next ones may
-        for frame in decoded:
-            if frame.pts is not None and 0 <= frame.pts < len(shown):
-                shown[frame.pts] = frame.to_ndarray(format="rgb24")
+        pictures = decoder.decode(None) if packet is None else decoder.decode(packet.data, packet.frame)
+        for index, rgb in pictures:
+            if 0 <= index < len(shown):
+                shown[index] = rgb
     return shown

@@ -33,3 +33,23 @@ def to_detection_array(
         d.results = [ObjectHypothesisWithPose(hypothesis=hypothesis)]
         out.detections.append(d)
     return out
+
+
+def from_detection_array(msg: Detection2DArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """to_detection_array undone, for whoever scores what a node published: boxes (N, 4) x1y1x2y2 in
+    source pixels, scores (N,) and label indexes (N,), each detection's first hypothesis."""
+    boxes, scores, labels = [], [], []
+    for d in msg.detections:
+        if not d.results:
+            continue
+        cx, cy = d.bbox.center.position.x, d.bbox.center.position.y
+        boxes.append(
+            (cx - d.bbox.size_x / 2, cy - d.bbox.size_y / 2, cx + d.bbox.size_x / 2, cy + d.bbox.size_y / 2)
+        )
+        scores.append(d.results[0].hypothesis.score)
+        labels.append(int(d.results[0].hypothesis.class_id))
+    return (
+        np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+        np.asarray(scores, dtype=np.float32),
+        np.asarray(labels, dtype=np.int64),
+    )
