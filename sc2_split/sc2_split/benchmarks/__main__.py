@@ -7,24 +7,15 @@ Prints Markdown tables and writes every figure as JSON. The end-to-end ROS 2 ben
 import argparse
 import dataclasses
 import json
-import platform
 import sys
 from pathlib import Path
-
-import torch
 
 from sc2_split.benchmarks.head import bench_head, head_process_rss
 from sc2_split.benchmarks.models import prepare
 from sc2_split.benchmarks.payload import bench_payload
 from sc2_split.benchmarks.tail import bench_tail
-from sc2_split.benchmarks.timing import Timing, table
+from sc2_split.benchmarks.timing import Timing, machine, table
 from sc2_split.data import sample_frames
-
-
-def machine() -> str:
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    cores = len(__import__("os").sched_getaffinity(0))
-    return f"{platform.machine()}, {cores} CPU cores, {gpu}, torch {torch.__version__}"
 
 
 def print_tables(results: dict[str, list]) -> None:

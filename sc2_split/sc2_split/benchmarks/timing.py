@@ -1,6 +1,7 @@
 """Repeated timing with warm-up, reported as median and 90th percentile in milliseconds."""
 
 import os
+import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,3 +47,12 @@ def table(title: str, header: list[str], rows: list[list[object]]) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    """What the figures were measured on, for every absolute figure printed."""
+    import torch
+
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    cores = len(os.sched_getaffinity(0))
+    return f"{platform.machine()}, {cores} CPU cores, {gpu}, torch {torch.__version__}"
