@@ -59,3 +59,11 @@ def test_the_heads_run_and_lower_points_send_fewer_bytes() -> None:
             sizes.append(sum(len(head(f).encoded.data) for f in frames) / len(frames))
     print("\nbytes per sample frame:", dict(zip([p.name for p in POINTS], sizes, strict=True)))
     assert sizes == sorted(sizes, reverse=True) and sizes[-1] < sizes[0] / 2
+
+
+def test_the_shipped_weights_stay_within_25_mb() -> None:
+    """Checkpoints and exported heads, the bundled ladder's heads included (issue 16's budget)."""
+    demo = PACKAGE / "sc2_split" / "models" / "demo"
+    files = [*demo.glob("*.pt"), *demo.rglob("*.onnx")]
+    assert len([f for f in files if f.suffix == ".onnx"]) == len(POINTS)
+    assert sum(f.stat().st_size for f in files) <= 25e6

@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -274,7 +275,10 @@ def run_path(
     with ExitStack() as stack:
         relay = stack.enter_context(relay_process(relayed, env, relay_log))
         command_relay(relay, args.phases[0])
+        began = time.monotonic()
         children = [stack.enter_context(running(c, env, logs / f"{slug}-{n}.log")) for n, c in processes]
+        # Ctrl-C to every node at once when the path is done: they shut down side by side.
+        stack.callback(lambda: [c.send_signal(signal.SIGINT) for c in children if c.poll() is None])
         rclpy.init()
         stack.callback(rclpy.try_shutdown)
         camera = TraceCamera(path, args)
@@ -294,6 +298,7 @@ def run_path(
             camera.send(frames[0][0], -1)
             spin_until(executor, lambda: False, period)
         start = time.monotonic()
+        print(f"{path}: warm-up {start - began:.0f} s", flush=True)
         current = None
         for i, (rgb, target) in enumerate(frames):
             phase = phase_at(args.phases, i * period)

@@ -40,7 +40,9 @@ class OffloadNode(Node):
         # JPEG: newest frame only, reliable, the same queueing as the split head's camera reader. A
         # stream's every packet counts (a lost one corrupts the frames up to the next keyframe).
         qos = RESULTS_QOS if stream else camera_qos("reliable")
-        self.detector = NewestWinsWorker(self.detect, self._count_failure, "detector") if stream else None
+        # The newest picture is detected while the next frame is decoded, as the split tail's network
+        # runs while it decodes the next bottleneck.
+        self.detector = NewestWinsWorker(self.detect, self._count_failure, "detector")
         self.create_subscription(CompressedImage, "image/compressed", self.on_frame, qos)
 
     def picture(self, msg: CompressedImage) -> np.ndarray | None:
@@ -58,11 +60,7 @@ class OffloadNode(Node):
         rgb = self.picture(msg)
         if rgb is None:  # a packet that shows nothing: no detections for its frame
             return
-        decode_ms = 1e3 * (time.perf_counter() - started)
-        if self.detector is None:
-            self.detect((msg.header, rgb, decode_ms))
-        else:  # a stream's packets are all decoded, and the newest picture detected
-            self.detector.put((msg.header, rgb, decode_ms))
+        self.detector.put((msg.header, rgb, 1e3 * (time.perf_counter() - started)))
 
     def detect(self, frame: tuple[Header, np.ndarray, float]) -> None:
         header, rgb, decode_ms = frame
@@ -78,8 +76,7 @@ class OffloadNode(Node):
         self.get_logger().error(f"detection failed: {exc!r}", throttle_duration_sec=5.0)
 
     def destroy_node(self) -> None:
-        if self.detector is not None:
-            self.detector.close()
+        self.detector.close()
         super().destroy_node()
 
 
