@@ -67,6 +67,7 @@ class FallbackNode(Node):
         self.bad_frames = 0
         self.failed_frames = 0
         self._stopping = threading.Event()
+        self.newest: Image | CompressedImage | None = None  # the camera's last frame
         self.publisher = self.create_publisher(Detection2DArray, "detections", RESULTS_QOS)
         self.create_subscription(Detection2DArray, "edge/detections", self.on_edge, RESULTS_QOS)
         self.local = NewestWinsWorker(self._detect_paced, self._count_failure, name="local_detector")
@@ -98,8 +99,12 @@ class FallbackNode(Node):
                 f"no detections from the edge for {1e3 * self.fallback.after_s:g} ms: detecting locally "
                 f"(fallback {self.fallback.starts})"
             )
+            if self.newest is not None:
+                # The frame at hand, not the camera's next: the gap is the silence and one detection.
+                self.local.put(self.newest)
 
     def on_frame(self, msg: Image | CompressedImage) -> None:
+        self.newest = msg
         if self.fallback.local:
             self.local.put(msg)
 
