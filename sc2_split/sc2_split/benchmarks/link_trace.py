@@ -206,7 +206,11 @@ def path_processes(
             )
             for p in load_ladder_file(args.ladder)
         ]
-        laddered = head | {"ladder_file": args.ladder, "latency_budget_ms": args.latency_budget_ms}
+        laddered = head | {
+            "ladder_file": args.ladder,
+            "latency_budget_ms": args.latency_budget_ms,
+            "summary_period": 1.0,  # its operating point, read on /diagnostics to end the warm-up
+        }
         return [
             *tails,
             ("head", node_command("head_node", "head.yaml", laddered, uplink)),
@@ -287,13 +291,21 @@ def run_path(
         executor = SingleThreadedExecutor()
         executor.add_node(camera)
         # Warm-up on the first phase's link, not scored: until the edge answers (the local detector
-        # where there is no edge) and every process has had time to load its model.
+        # where there is no edge), every process has had time to load its model, and a laddered head
+        # is back at its most accurate point (it goes down while the tails load and answer nothing).
         warm, deadline = time.monotonic() + args.warmup, time.monotonic() + args.warmup_timeout
-        answered = camera.edge_stamps if path == "adaptive split" else camera.answers
-        while not answered or time.monotonic() < warm:
+
+        def steady() -> bool:
+            if path != "adaptive split":
+                return bool(camera.answers)
+            return (
+                bool(camera.edge_stamps) and diagnostics.counters.get("/head", {}).get("operating_point") == 0
+            )
+
+        while not steady() or time.monotonic() < warm:
             if time.monotonic() > deadline or any(c.poll() is not None for c in children):
                 raise RuntimeError(
-                    f"{path}: no detections in {args.warmup_timeout:g} s or a node died; logs in {logs}"
+                    f"{path}: not steady after {args.warmup_timeout:g} s, or a node died; logs in {logs}"
                 )
             camera.send(frames[0][0], -1)
             spin_until(executor, lambda: False, period)
