@@ -38,7 +38,7 @@ def trained(data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
     kwargs = json.dumps({"min_size": 128, "max_size": 160, "box_score_thresh": 0.0})
     data_args = ["--train-data", str(data["train"]), "--val-data", str(data["val"])]
     teacher_args = ["--teacher-arch", "fasterrcnn_resnet50_fpn", "--teacher", str(out / "teacher.pth")]
-    student_args = ["--student-config", "sc2_resnet50_fp", "--bq8-config", "", "--betas", "0.08"]
+    student_args = ["--student-config", "sc2_resnet50_fp", "--quantized-configs", "--betas", "0.08"]
     stages = ["all", "--quick", "--out", str(out), "--teacher-kwargs", kwargs, "--finetune-betas", "0.08"]
     train_main([*stages, *data_args, *teacher_args, *student_args])
     return out

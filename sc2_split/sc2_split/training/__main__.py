@@ -3,7 +3,7 @@ process, or on N with `torchrun --nproc-per-node N -m sc2_split.training ...` (D
 gloo on CPUs; bfloat16 mixed precision on GPUs for the detection loss, --stage1-amp for stage 1).
 
 `teacher` trains --teacher-config with the detection loss; `students` distils entropic students of
---student-config (one per --betas) and the 8-bit --bq8-config from the teacher (SC2 stage 1);
+--student-config (one per --betas) and the 8-bit --quantized-configs from the teacher (SC2 stage 1);
 `finetune` gives the students of --finetune-betas stage 2; `all` runs them in turn (the teacher only
 when --teacher is not given). The teacher is --teacher-config with the checkpoint --teacher
 (default OUT/<config>.pt), or a torchvision detector: --teacher-arch fasterrcnn_resnet50_fpn
@@ -84,8 +84,7 @@ def _run(args: argparse.Namespace, world: World) -> None:
         kwargs=parse_kwargs(args.teacher_kwargs),
     )
     students = [Student(config_path(args.student_config), beta) for beta in args.betas]
-    if args.bq8_config:
-        students.append(Student(config_path(args.bq8_config), None))
+    students += [Student(config_path(name), None) for name in args.quantized_configs]
     train = sources["train"]
     class_names = train.dataset.class_names() if isinstance(train, CocoSource) else None
     if args.command in ("students", "all"):
@@ -170,7 +169,12 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--student-config", default=FP_CONFIG, help="entropic student config (sc2_resnet50_fp: SC2's)"
     )
-    models.add_argument("--bq8-config", default=BQ8_CONFIG, help="8-bit student config ('' for none)")
+    models.add_argument(
+        "--quantized-configs",
+        nargs="*",
+        default=[BQ8_CONFIG],
+        help="8-bit student configs, one student each (none: the option alone); e.g. demo_bq8 demo_bq1",
+    )
     models.add_argument(
         "--betas", type=float, nargs="+", default=[3.5, 4.5], help="one entropic student each"
     )

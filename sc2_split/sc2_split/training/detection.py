@@ -25,7 +25,9 @@ class DetectionLearner:
             for name, model in models.items()
         }
 
-    def step(self, images: list[Tensor], targets: list[dict[str, Any]], lr_factor: float) -> dict[str, float]:
+    def step(
+        self, images: list[Tensor], targets: list[dict[str, Any]], lr_factor: float
+    ) -> dict[str, Tensor]:
         inputs = [image.to(self.device, non_blocking=True).float().div_(255) for image in images]
         wanted = detection_targets(targets, self.device)
         figures = {}
@@ -39,7 +41,7 @@ class DetectionLearner:
             loss.backward()
             nn.utils.clip_grad_norm_(_trainable(model), _CLIP_NORM)
             optimizer.step()
-            figures[f"{name}/loss"] = loss.item()
+            figures[f"{name}/loss"] = loss.detach()
         return figures
 
     def state_dict(self) -> dict[str, Any]:

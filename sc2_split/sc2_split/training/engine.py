@@ -5,18 +5,23 @@ figures per epoch (history, plots), and a resumable state written after each epo
 A phase stops by its budget (seconds, epochs or steps). Each process has its own clock, so under
 DDP rank 0's reading is broadcast after every step: all ranks stop at the same step (a rank that
 stopped alone would leave the others waiting in an all-reduce) and use the same learning rate.
+
+A step's figures stay on the device: reading one waits for the GPU to finish, so they are summed
+there and read once a second for the progress bar and once an epoch for the history, and the
+host queues the next steps while the GPU computes.
 """
 
+import itertools
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from sc2_split.training.plots import plot_history
@@ -24,6 +29,7 @@ from sc2_split.training.settings import Budget, Clock, RunSettings
 from sc2_split.training.sources import Source, training_batches
 
 _LOG_EVERY_S = 20.0
+_SHOW_EVERY_S = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +37,11 @@ log = logging.getLogger(__name__)
 class Learner(Protocol):
     """A phase's models: what one step does, and what its resumable state holds."""
 
-    def step(self, images: list[Tensor], targets: list[dict[str, Any]], lr_factor: float) -> dict[str, float]:
-        """Trains on one batch; figures keyed `model/kind` (kind: loss, distortion, bits)."""
+    def step(
+        self, images: list[Tensor], targets: list[dict[str, Any]], lr_factor: float
+    ) -> dict[str, Tensor]:
+        """Trains on one batch; figures (detached scalars, on the device) keyed `model/kind` (kind:
+        loss, distortion, bits)."""
         ...
 
     def state_dict(self) -> dict[str, Any]: ...
@@ -71,10 +80,11 @@ def train(
         log.info("%s: resumed from %s at epoch %d, step %d", phase, state_path, state.epoch, state.iteration)
     clock = Clock(budget, state.elapsed)
     bar = _bar(phase, world.main)
-    batches = training_batches(source, run)
+    loader = training_batches(source, run, state.epoch)
+    batches = iter(loader)
     progress = world.agree(clock.progress(state.iteration, state.epoch))
     while progress < 1.0:
-        progress = train_one_epoch(learner, batches, state, clock, progress, run, bar)
+        progress = train_one_epoch(learner, batches, len(loader), state, clock, progress, run, bar)
         state.elapsed = clock.elapsed()
         if world.main:
             torch.save({**asdict(state), "learner": learner.state_dict()}, _partial(state_path))
@@ -91,43 +101,43 @@ def train(
 
 def train_one_epoch(
     learner: Learner,
-    batches: DataLoader,
+    batches: Iterator[tuple[list[Tensor], list[dict[str, Any]]]],
+    steps_per_epoch: int,
     state: PhaseState,
     clock: Clock,
     progress: float,
     run: RunSettings,
     bar: tqdm,
 ) -> float:
-    """One pass over this process's share of the epoch, or less where the budget ends; records the
-    epoch's mean figures (over steps and processes) and returns the agreed progress."""
+    """The next `steps_per_epoch` batches (this process's share of the epoch), or fewer where the
+    budget ends; records the epoch's mean figures (over steps and processes) and returns the agreed
+    progress."""
     world, epoch = run.world, state.epoch
-    batches.sampler.set_epoch(epoch)
-    steps, sums, started, last_log = 0, dict[str, float](), time.monotonic(), time.monotonic()
-    for images, targets in batches:
+    steps, sums, started = 0, dict[str, Tensor](), time.monotonic()
+    last_log = last_show = started
+    for images, targets in itertools.islice(batches, steps_per_epoch):
         figures = learner.step(images, targets, clock.lr_factor(progress))
         steps += 1
         state.iteration += 1
         state.images += len(images) * world.size
         for key, value in figures.items():
-            sums[key] = sums.get(key, 0.0) + value
-        progress = world.agree(clock.progress(state.iteration, epoch + steps / len(batches)))
-        rate = state.images / max(clock.elapsed(), 1e-9)
-        bar.set_postfix_str(f"epoch {epoch} {_short(figures)} {rate:.1f} img/s", refresh=False)
+            sums[key] = sums[key] + value if key in sums else value
+        progress = world.agree(clock.progress(state.iteration, epoch + steps / steps_per_epoch))
         bar.update(min(progress, 1.0) * 100 - bar.n)
-        if world.main and (time.monotonic() - last_log >= _LOG_EVERY_S or progress >= 1.0):
-            last_log = time.monotonic()
-            log.info(
-                "%s it %d, epoch %d, %.0f s, %.1f img/s: %s",
-                bar.desc,
-                state.iteration,
-                epoch,
-                clock.elapsed(),
-                rate,
-                _short(figures),
-            )
+        now = time.monotonic()
+        if world.main and (steps == 1 or now - last_show >= _SHOW_EVERY_S or progress >= 1.0):
+            last_show, shown = now, _short({key: float(value) for key, value in figures.items()})
+            rate = state.images / max(clock.elapsed(), 1e-9)
+            bar.set_postfix_str(f"epoch {epoch} {shown} {rate:.1f} img/s", refresh=False)
+            if steps == 1 or now - last_log >= _LOG_EVERY_S or progress >= 1.0:
+                last_log = now
+                log.info(
+                    "%s it %d, epoch %d, %.1f s, %.1f img/s: %s",
+                    *(bar.desc, state.iteration, epoch, clock.elapsed(), rate, shown),
+                )
         if progress >= 1.0:
             break
-    means = world.mean({key: value / max(steps, 1) for key, value in sums.items()})
+    means = world.mean({key: float(value) / max(steps, 1) for key, value in sums.items()})
     seconds = time.monotonic() - started
     state.history.append({"epoch": epoch, "steps": steps, "seconds": round(seconds, 1), **means})
     state.epoch += 1

@@ -5,9 +5,14 @@ written by `data.synthetic.write_split`) or the procedural frames generated on t
 demo trains on: an endless stream cut into epochs of new frames, identical to the written ones.
 Every process loads its own share of each epoch (DistributedSampler), so the global batch of a
 step is the same for one process with batch B x N as for N processes with batch B. Samples are
-asked for by (epoch, index), so that one DataLoader and its worker processes serve every epoch.
+asked for by (epoch, index), and a phase's batches come as one stream, epoch after epoch, from one
+DataLoader iterator: its workers go on loading the next epoch while the last batches train and the
+state is saved, instead of starting again empty at every epoch boundary (there the training
+waited for the state's saving and then for a worker to make a whole first batch).
 """
 
+import itertools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -69,34 +74,39 @@ class CocoSource:
 Source = SyntheticSource | CocoSource
 
 
-class EpochSampler(Sampler):
-    """This process's share of the current epoch (DistributedSampler's) as (epoch, index) keys."""
+class EpochBatches(Sampler[list[tuple[int, int]]]):
+    """This process's batches of (epoch, index) keys: its share of each epoch (DistributedSampler's)
+    cut into batches, the last one of an epoch shorter, epoch after epoch from `first_epoch` on,
+    without end. Its length is the number of batches an epoch."""
 
-    def __init__(self, length: int, world: World, shuffle: bool, seed: int) -> None:
+    def __init__(
+        self, length: int, batch_size: int, world: World, shuffle: bool, seed: int, first_epoch: int
+    ) -> None:
         self.share = DistributedSampler(range(length), world.size, world.rank, shuffle=shuffle, seed=seed)
-        self.epoch = 0
+        self.batch_size, self.first_epoch = batch_size, first_epoch
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.share.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((self.epoch, index) for index in self.share)
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for epoch in itertools.count(self.first_epoch):
+            self.share.set_epoch(epoch)
+            keys = [(epoch, index) for index in self.share]
+            for start in range(0, len(keys), self.batch_size):
+                yield keys[start : start + self.batch_size]
 
     def __len__(self) -> int:
-        return len(self.share)
+        return math.ceil(len(self.share) / self.batch_size)
 
 
-def training_batches(source: Source, run: RunSettings) -> DataLoader:
-    """This process's batches, (list of images, list of targets), of the epoch its sampler is set to."""
+def training_batches(source: Source, run: RunSettings, first_epoch: int = 0) -> DataLoader:
+    """This process's batches, (list of images, list of targets), epoch after epoch from
+    `first_epoch` on, without end; `len()` is the number of batches an epoch."""
     dataset = source.dataset
-    sampler = EpochSampler(len(dataset), run.world, source.shuffle, run.seed)
-    return _loader(dataset, run, sampler, persistent=True)
+    batches = EpochBatches(len(dataset), run.batch_size, run.world, source.shuffle, run.seed, first_epoch)
+    return _loader(dataset, run, batch_sampler=batches)
 
 
 def evaluation_batches(source: Source, run: RunSettings) -> DataLoader:
     """All of the source's first epoch, in order (the main process evaluates)."""
-    return _loader(source.dataset, run, None)
+    return _loader(source.dataset, run, batch_size=run.batch_size)
 
 
 def detection_targets(targets: list[dict[str, Any]], device: torch.device) -> list[dict[str, Tensor]]:
@@ -110,18 +120,14 @@ def detection_targets(targets: list[dict[str, Any]], device: torch.device) -> li
     ]
 
 
-def _loader(
-    dataset: Dataset, run: RunSettings, sampler: Sampler | None, persistent: bool = False
-) -> DataLoader:
+def _loader(dataset: Dataset, run: RunSettings, **batching: Any) -> DataLoader:
     return DataLoader(
         dataset,
-        batch_size=run.batch_size,
-        sampler=sampler,
+        **batching,
         num_workers=run.workers,
         collate_fn=_as_lists,
         pin_memory=run.device.type == "cuda",
         prefetch_factor=4 if run.workers else None,
-        persistent_workers=persistent and run.workers > 0,
     )
 
 

@@ -108,7 +108,9 @@ class _Distillation:
         self.lr = run.lr(_LR)
         self.generator = torch.Generator().manual_seed(run.seed)  # the same crops on every rank
 
-    def step(self, images: list[Tensor], targets: list[dict[str, Any]], lr_factor: float) -> dict[str, float]:
+    def step(
+        self, images: list[Tensor], targets: list[dict[str, Any]], lr_factor: float
+    ) -> dict[str, Tensor]:
         with torch.no_grad(), autocast(self.device, self.amp):
             x = self.teacher.transform(
                 [image.to(self.device, non_blocking=True).float().div_(255) for image in images]
@@ -240,7 +242,7 @@ def _check_tail_from_teacher(model: nn.Module, config: dict[str, Any], student: 
         )
 
 
-def _step(s: _Model, x: Tensor, wanted: list[Tensor], amp: bool) -> dict[str, float]:
+def _step(s: _Model, x: Tensor, wanted: list[Tensor], amp: bool) -> dict[str, Tensor]:
     """One head-distillation step: distortion (+ beta * bits, + the prior's auxiliary loss)."""
     s.likelihoods.clear()
     with autocast(x.device, amp):
@@ -250,11 +252,11 @@ def _step(s: _Model, x: Tensor, wanted: list[Tensor], amp: bool) -> dict[str, fl
         sum(F.mse_loss(f.float(), w.float(), reduction="sum") for f, w in zip(features, wanted, strict=True))
         / n
     )
-    loss, figures = distortion, {f"{s.student.name}/distortion": distortion.item()}
+    loss, figures = distortion, {f"{s.student.name}/distortion": distortion.detach()}
     if s.student.beta is not None:
         bits = -torch.log2(s.likelihoods[0]).sum() / n
         loss = loss + s.student.beta * bits
-        figures[f"{s.student.name}/bits"] = bits.item()
+        figures[f"{s.student.name}/bits"] = bits.detach()
     if s.aux_optimizer is not None:
         # One backward: the auxiliary loss reaches only the quantiles, the rest only the others.
         loss = loss + getattr(s.model.backbone.body, BOTTLENECK).aux_loss()
