@@ -1,6 +1,7 @@
-"""The figures of tools/gpu_training.sh as one JSON: steps, steps/s and the time to the first step
-of each run (from its log), mAP and bytes per frame of the main run's students (its metrics.json),
-and the bundled students' figures (models/demo/metrics.json: today's run) beside them.
+"""The figures of tools/gpu_training.sh as one JSON: steps, steady steps/s and the time to the first
+step of the main run and the baseline (from their logs), the ratio of their steady rates, mAP and
+bytes per frame of the main run's students (its metrics.json), and the bundled students' figures
+(models/demo/metrics.json: today's run) beside them.
 
 Steady steps/s is counted between the first log line at least `--settle` seconds into the budget
 and the last one, so that start-up (workers, the first batch, kernel selection) is left out; the
@@ -62,8 +63,8 @@ def main() -> None:
     p.add_argument("--main-metrics", type=Path, required=True, help="the main run's metrics.json")
     p.add_argument("--main-command", required=True)
     p.add_argument("--main-wall", type=float, required=True, help="its command's wall seconds")
-    p.add_argument("--ab", nargs=3, action="append", default=[], metavar=("NAME", "LOG", "WALL"))
-    p.add_argument("--ab-command", default="")
+    p.add_argument("--baseline", nargs=2, metavar=("LOG", "WALL"), help="the pre-engine run's log")
+    p.add_argument("--baseline-command", default="")
     p.add_argument("--settle", type=float, default=15.0)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
@@ -75,15 +76,13 @@ def main() -> None:
         "students": {name: {k: m.get(k) for k in _MAIN_FIGURES} for name, m in metrics.items()},
     }
     summary: dict[str, Any] = {"machine": args.machine, "main": main_run, "today": today(list(metrics))}
-    if args.ab:
-        ab = {
-            name: {"command_wall_s": float(wall), **log_figures(Path(log).read_text(), args.settle)}
-            for name, log, wall in args.ab
-        }
-        rates = [row.get("steady_steps_per_s") for row in ab.values()]
-        if len(rates) == 2 and all(rates):
-            ab["ratio_second_over_first"] = round(rates[1] / rates[0], 3)
-        summary["ab"] = {"command": args.ab_command, **ab}
+    if args.baseline:
+        log, wall = args.baseline
+        base = {"command": args.baseline_command, "command_wall_s": float(wall)}
+        summary["baseline"] = {**base, **log_figures(Path(log).read_text(), args.settle)}
+        rates = (main_run.get("steady_steps_per_s"), summary["baseline"].get("steady_steps_per_s"))
+        if all(rates):
+            summary["steady_steps_per_s_main_over_baseline"] = round(rates[0] / rates[1], 3)
     args.out.write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
 
