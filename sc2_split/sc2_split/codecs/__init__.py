@@ -2,6 +2,7 @@
 
 from sc2_split.codecs.entropy import ChannelCoder, EntropyCodec, EntropyTables
 from sc2_split.codecs.fp16 import Fp16Codec
+from sc2_split.codecs.lanes import VERSION as LANES_VERSION
 from sc2_split.codecs.payload import Codec, EncodedTensor, PayloadError
 from sc2_split.codecs.quant8 import Quant8Codec
 from sc2_split.untrusted import shown
@@ -11,13 +12,19 @@ __all__ = ["CODECS", "Codec", "EncodedTensor", "EntropyTables", "PayloadError", 
 CODECS = ("entropy", "quant8", "fp16")
 
 
-def make_codec(name: str, tables: EntropyTables | None = None, channels: ChannelCoder | None = None) -> Codec:
-    """The codec called `name`; "entropy" needs the model's tables (from its metadata file), and
-    codes its channels with `channels` (a ChannelPool) where given, else in process."""
+def make_codec(
+    name: str,
+    tables: EntropyTables | None = None,
+    channels: ChannelCoder | None = None,
+    entropy_version: int = LANES_VERSION,
+) -> Codec:
+    """The codec called `name`; "entropy" needs the model's tables (from its metadata file), encodes
+    `entropy_version` (2: lanes; 1: per-channel streams, coded by `channels`, a ChannelPool, where
+    given, else in process) and decodes both."""
     if name == "entropy":
         if tables is None:
             raise ValueError("the entropy codec needs the model's EntropyTables")
-        return EntropyCodec(tables, channels)
+        return EntropyCodec(tables, channels, entropy_version)
     if name == "quant8":
         return Quant8Codec()
     if name == "fp16":

@@ -2,8 +2,9 @@
 
 Symbols are those of compressai (`round(x - median)`, decoded as `symbol + median`) and each
 channel's probabilities are its `_quantized_cdf`, whose last bin is compressai's escape symbol for
-values outside the table. The coder is `constriction`'s ANS instead of compressai's C++ rANS, so
-the head needs no torch: one stream per channel, then one chunk with the escaped values.
+values outside the table. Two bitstreams, both decoded: version 1 codes with `constriction`'s ANS
+(one stream per channel, then one chunk with the escaped values); version 2, the default, cuts the
+symbols into independent rANS lanes for parallel decoding (codecs/lanes.py). Neither needs torch.
 """
 
 import math
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 import constriction
 import numpy as np
 
+from sc2_split.codecs import lanes, rans
 from sc2_split.codecs.payload import EncodedTensor, PayloadError, check_length, check_payload, latent_dtype
 
 TABLE_FIELDS = ("quantized_cdf", "cdf_length", "offset", "medians", "precision")
@@ -89,14 +91,28 @@ def from_symbols(symbols: np.ndarray, tables: EntropyTables) -> np.ndarray:
     return symbols.astype(np.float32) + medians
 
 
+VERSIONS = {1: "per-channel streams", 2: "lanes"}
+
+
 class EntropyCodec:
-    """One ANS stream per channel, each with that channel's table, then the escaped values."""
+    """Encodes `version` 2 (rANS lanes, coded by numba on all cores) or 1 (one ANS stream per channel,
+    then the escaped values; its channels coded by `channels`, a ChannelPool, where given); decodes
+    either version."""
 
     name = "entropy"
-    version = 1
 
-    def __init__(self, tables: EntropyTables, channels: ChannelCoder | None = None) -> None:
+    def __init__(
+        self, tables: EntropyTables, channels: ChannelCoder | None = None, version: int = lanes.VERSION
+    ) -> None:
+        if version not in VERSIONS:
+            raise ValueError(f"entropy codec version must be one of {sorted(VERSIONS)}, not {version!r}")
+        if version == lanes.VERSION and tables.precision > lanes.MAX_PRECISION:
+            raise ValueError(f"entropy version 2 needs tables of {lanes.MAX_PRECISION} bits or fewer")
         self.tables = tables
+        self.version = version
+        self.lane_size = lanes.lane_size_for(
+            lanes.expected_bits(tables.quantized_cdf, tables.cdf_length, tables.precision)
+        )
         self._channels = channels or InProcessChannels(tables)
         self._escape = _escape_indexes(tables).astype(np.int64)[:, None]
         self._offset = tables.offset.astype(np.int64)[:, None]
@@ -105,6 +121,10 @@ class EntropyCodec:
     def encode(self, latent: np.ndarray) -> EncodedTensor:
         dtype = latent_dtype(latent)
         _check_latent_shape(latent, self.tables)
+        if self.version == lanes.VERSION:
+            data, chunk_sizes = self._encode_lanes(latent)
+            return EncodedTensor(self.name, self.version, tuple(int(n) for n in latent.shape), dtype, data,
+                                 chunk_sizes=chunk_sizes)  # fmt: skip
         chunks, raw = self._channels.encode(_channel_rows(latent))
         chunks.append(_encode_varints(raw))
         return EncodedTensor(
@@ -117,14 +137,58 @@ class EntropyCodec:
         )
 
     def decode(self, enc: EncodedTensor, expected_shape: tuple[int, ...]) -> np.ndarray:
-        return from_symbols(self.decode_symbols(enc, expected_shape), self.tables)
+        if self._checked_version(enc, expected_shape) == lanes.VERSION:
+            return self._decode_lanes(enc, expected_shape, np.float32)
+        return from_symbols(self._decode_channels(enc, expected_shape), self.tables)
 
     def decode_symbols(self, enc: EncodedTensor, expected_shape: tuple[int, ...]) -> np.ndarray:
         """The integer symbols (compressai's `quantize(x, "symbols", medians)`) of a payload."""
-        check_payload(enc, self.name, self.version, expected_shape)
+        if self._checked_version(enc, expected_shape) == lanes.VERSION:
+            return self._decode_lanes(enc, expected_shape, np.int32)
+        return self._decode_channels(enc, expected_shape)
+
+    def _checked_version(self, enc: EncodedTensor, expected_shape: tuple[int, ...]) -> int:
+        """The payload's version, once it is one this codec decodes and the rest of its header fits."""
+        if enc.codec == self.name and enc.version not in VERSIONS:
+            known = " and ".join(f"{v} ({what})" for v, what in VERSIONS.items())
+            raise PayloadError(
+                "version", f"payload has entropy version {enc.version}; this codec decodes versions {known}"
+            )
+        check_payload(enc, self.name, enc.version, expected_shape)
         channels = self.tables.channels
         if len(expected_shape) < 2 or expected_shape[1] != channels:
             raise ValueError(f"expected shape {expected_shape} is not (N, {channels}, ...) as the tables say")
+        return enc.version
+
+    def _encode_lanes(self, latent: np.ndarray) -> tuple[bytes, tuple[int, int]]:
+        t = self.tables
+        rows = np.ascontiguousarray(_channel_rows(latent), dtype=np.float32).reshape(-1)
+        scratch, counts, status = rans.encode_lanes(
+            rows, self.lane_size, rows.size // t.channels, t.quantized_cdf, t.cdf_length, t.offset,
+            t.medians, t.precision,
+        )  # fmt: skip
+        if status.any():
+            raise ValueError(rans.STATUS_TEXT[rans.BAD_VALUE])
+        return lanes.pack(scratch, counts, self.lane_size)
+
+    def _decode_lanes(self, enc: EncodedTensor, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        """The symbols (int32) or latent (float32) of a version 2 payload, by the CPU reference decoder."""
+        t = self.tables
+        layout = lanes.check_lanes(enc, math.prod(shape))
+        out = np.empty(shape, dtype)
+        plane = math.prod(shape[2:])
+        status = rans.decode_lanes(
+            layout.words, layout.bounds, layout.lane_size, layout.total, shape[0] * plane, plane,
+            t.channels, t.quantized_cdf, t.cdf_length, t.offset, t.precision, t.medians,
+            out.reshape(-1), dtype is np.float32,
+        )  # fmt: skip
+        if status.any():
+            raise lanes.lane_error(status)
+        return out
+
+    def _decode_channels(self, enc: EncodedTensor, expected_shape: tuple[int, ...]) -> np.ndarray:
+        """The symbols of a version 1 payload."""
+        channels = self.tables.channels
         if len(enc.chunk_sizes) != channels + 1:
             raise PayloadError(
                 "corrupt",
