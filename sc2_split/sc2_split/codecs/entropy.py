@@ -137,15 +137,26 @@ class EntropyCodec:
         )
 
     def decode(self, enc: EncodedTensor, expected_shape: tuple[int, ...]) -> np.ndarray:
-        if self._checked_version(enc, expected_shape) == lanes.VERSION:
-            return self._decode_lanes(enc, expected_shape, np.float32)
+        layout = self.lane_layout(enc, expected_shape)
+        if layout is not None:
+            return self._decode_lanes(layout, expected_shape, np.float32)
         return from_symbols(self._decode_channels(enc, expected_shape), self.tables)
 
     def decode_symbols(self, enc: EncodedTensor, expected_shape: tuple[int, ...]) -> np.ndarray:
         """The integer symbols (compressai's `quantize(x, "symbols", medians)`) of a payload."""
-        if self._checked_version(enc, expected_shape) == lanes.VERSION:
-            return self._decode_lanes(enc, expected_shape, np.int32)
+        layout = self.lane_layout(enc, expected_shape)
+        if layout is not None:
+            return self._decode_lanes(layout, expected_shape, np.int32)
         return self._decode_channels(enc, expected_shape)
+
+    def lane_layout(self, enc: EncodedTensor, expected_shape: tuple[int, ...]) -> lanes.LaneLayout | None:
+        """The checked lanes of a version 2 payload (for the GPU decoder, lanes_cuda.py), None for a
+        version 1 payload; PayloadError for anything else or a malformed header."""
+        if self._checked_version(enc, expected_shape) != lanes.VERSION:
+            return None
+        if self.tables.precision > lanes.MAX_PRECISION:
+            raise PayloadError("version", f"entropy version 2 needs tables of {lanes.MAX_PRECISION} bits")
+        return lanes.check_lanes(enc, math.prod(expected_shape))
 
     def _checked_version(self, enc: EncodedTensor, expected_shape: tuple[int, ...]) -> int:
         """The payload's version, once it is one this codec decodes and the rest of its header fits."""
@@ -171,10 +182,9 @@ class EntropyCodec:
             raise ValueError(rans.STATUS_TEXT[rans.BAD_VALUE])
         return lanes.pack(scratch, counts, self.lane_size)
 
-    def _decode_lanes(self, enc: EncodedTensor, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-        """The symbols (int32) or latent (float32) of a version 2 payload, by the CPU reference decoder."""
+    def _decode_lanes(self, layout: lanes.LaneLayout, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        """The symbols (int32) or latent (float32) of version 2 lanes, by the CPU reference decoder."""
         t = self.tables
-        layout = lanes.check_lanes(enc, math.prod(shape))
         out = np.empty(shape, dtype)
         plane = math.prod(shape[2:])
         status = rans.decode_lanes(
