@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from sc2_split.backends import HeadBackend
-from sc2_split.codecs import make_codec
+from sc2_split.codecs import LANES_VERSION, make_codec
 from sc2_split.codecs.channel_pool import ChannelPool
 from sc2_split.codecs.payload import EncodedTensor
 from sc2_split.geometry import ImageGeometry
@@ -24,9 +24,10 @@ class HeadResult:
 
 
 class HeadPipeline:
-    """`encode_workers` > 0 entropy-codes on that many processes (a ChannelPool), so that coding a
-    large latent keeps up with a GPU encoder; 0 codes in this process, as do the other codecs. Close
-    the pipeline (or use it as a context manager) to stop them."""
+    """The entropy codec sends version 2 (rANS lanes, coded in this process on all cores by numba).
+    `encode_workers` > 0 sends version 1 instead, each frame's channels coded on that many processes
+    (a ChannelPool); the other codecs ignore it. Close the pipeline (or use it as a context manager)
+    to stop them."""
 
     def __init__(
         self, metadata: HeadMetadata, backend: HeadBackend, codec: str, encode_workers: int = 0
@@ -43,7 +44,7 @@ class HeadPipeline:
             if codec == "entropy" and tables is not None and encode_workers
             else None
         )
-        self.codec = make_codec(codec, tables, self.encode_pool)
+        self.codec = make_codec(codec, tables, self.encode_pool, 1 if self.encode_pool else LANES_VERSION)
 
     def close(self) -> None:
         """Stops the encoding processes, if any."""

@@ -16,6 +16,7 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 from sc2_split.codecs import CODECS, make_codec
 from sc2_split.codecs.channel_pool import ChannelPool
+from sc2_split.codecs.entropy import EntropyCodec
 from sc2_split.codecs.payload import PayloadError
 from sc2_split.frames import CodedFrame, Detections
 from sc2_split.geometry import ImageGeometry
@@ -31,10 +32,12 @@ MAX_IMAGE_SIDE = 16384
 
 
 class TailPipeline:
-    """`decode_workers` > 0 decodes entropy payloads on that many processes (a ChannelPool), so that
-    decoding keeps up with a GPU network; 0 decodes in this process. Close the pipeline (or use it as
-    a context manager) to stop them. On a CUDA device `cuda_graphs` replays the network's
-    fixed-shape part from CUDA graphs (models/cuda_graph.py); `detect` then runs one frame at a time."""
+    """Entropy version 2 payloads (rANS lanes) are decoded on the GPU straight into the network's input
+    on a CUDA device (codecs/lanes_cuda.py), else on all cores in this process. `decode_workers` > 0
+    decodes version 1 payloads on that many processes (a ChannelPool); 0 decodes them in this
+    process. Close the pipeline (or use it as a context manager) to stop them. On a CUDA device
+    `cuda_graphs` replays the network's fixed-shape part from CUDA graphs (models/cuda_graph.py);
+    `detect` then runs one frame at a time."""
 
     def __init__(
         self,
@@ -68,6 +71,12 @@ class TailPipeline:
         self.codecs = {
             name: make_codec(name, tables, self.decode_pool) for name in CODECS if name != "entropy" or tables
         }
+        self.gpu_decoder = None
+        if tables is not None and self.device.type == "cuda":
+            from sc2_split.codecs.lanes_cuda import GpuLanesDecoder
+
+            with torch.cuda.device(self.device):
+                self.gpu_decoder = GpuLanesDecoder(tables)
         transform = model.transform
         self._min_size, self._max_size = transform.min_size[0], transform.max_size
         self._stride = transform.size_divisible
@@ -113,8 +122,9 @@ class TailPipeline:
         t2 = time.perf_counter()
         return Detections(**result, decode_ms=1e3 * (t1 - t0), tail_ms=1e3 * (t2 - t1))
 
-    def decode(self, frame: CodedFrame) -> np.ndarray:
-        """The latent of a coded frame, once every field is checked against this tail's model."""
+    def decode(self, frame: CodedFrame) -> np.ndarray | torch.Tensor:
+        """The latent of a coded frame, once every field is checked against this tail's model: on the
+        GPU (a CUDA tensor) for entropy version 2 on a CUDA device, else a numpy array."""
         encoded, geometry = frame.encoded, frame.geometry
         if frame.model_id != self.model_id:
             raise PayloadError(
@@ -126,29 +136,42 @@ class TailPipeline:
                 "unknown_codec", f"codec {shown(encoded.codec)} is not one of {sorted(self.codecs)}"
             )
         self.check_geometry(geometry)
-        latent = codec.decode(encoded, self.latent_shape(geometry.padded_height, geometry.padded_width))
+        shape = self.latent_shape(geometry.padded_height, geometry.padded_width)
+        if self.gpu_decoder is not None and isinstance(codec, EntropyCodec):
+            layout = codec.lane_layout(encoded, shape)
+            if layout is not None:  # symbol + median: always finite
+                with torch.cuda.device(self.device):
+                    latents, errors = self.gpu_decoder.decode_to_tensor([layout], shape, self.device)
+                if errors[0] is not None:
+                    raise errors[0]
+                return latents
+        latent = codec.decode(encoded, shape)
         if not np.isfinite(latent).all():
             raise PayloadError("corrupt", "the decoded latent holds NaN or infinite values")
         return latent
 
-    def detect(self, latent: np.ndarray, geometry: ImageGeometry) -> dict[str, np.ndarray]:
+    def detect(self, latent: np.ndarray | torch.Tensor, geometry: ImageGeometry) -> dict[str, np.ndarray]:
         """The network on a decoded latent: boxes, scores and labels in the source frame's pixels."""
         return self.detect_batch([latent], [geometry])[0]
 
     def detect_batch(
-        self, latents: Sequence[np.ndarray], geometries: Sequence[ImageGeometry]
+        self, latents: Sequence[np.ndarray | torch.Tensor], geometries: Sequence[ImageGeometry]
     ) -> list[dict[str, np.ndarray]]:
-        """The network on latents of one shape, one batch (a served tail's frames of many robots).
+        """The network on latents of one shape, one batch (a served tail's frames of many robots);
+        numpy arrays or tensors already on this tail's device (the GPU decoder's).
 
         Under CUDA graphs the batch is padded to a power of two, so that a few captured graphs cover
         every batch size."""
-        batch = torch.from_numpy(np.concatenate(latents))
+        if all(isinstance(latent, np.ndarray) for latent in latents):
+            batch = torch.from_numpy(np.concatenate(latents)).to(self.device)
+        else:
+            batch = torch.cat([torch.as_tensor(latent, device=self.device) for latent in latents])
         size = len(latents)
         if self.cuda_graphs:
             padded = 1 << (size - 1).bit_length()
             batch = torch.cat([batch, batch.new_zeros((padded - size, *batch.shape[1:]))])
         with torch.inference_mode(), torch.autocast(self.device.type, torch.float16, enabled=self.half):
-            features = self._features(batch.to(self.device))
+            features = self._features(batch)
             if self.cuda_graphs:
                 features = OrderedDict((k, v[:size]) for k, v in features.items())
             outs = self.tail.detections(features, geometries)

@@ -7,7 +7,7 @@ from sc2_split.codecs.payload import Codec, EncodedTensor, PayloadError
 from sc2_split.codecs.quant8 import Quant8Codec
 from sc2_split.untrusted import shown
 
-__all__ = ["CODECS", "Codec", "EncodedTensor", "EntropyTables", "PayloadError", "make_codec"]
+__all__ = ["CODECS", "LANES_VERSION", "Codec", "EncodedTensor", "EntropyTables", "PayloadError", "make_codec"]
 
 CODECS = ("entropy", "quant8", "fp16")
 

@@ -18,10 +18,9 @@ import numpy as np
 
 from sc2_split.codecs import lanes, rans
 from sc2_split.codecs.payload import EncodedTensor, PayloadError, check_length, check_payload, latent_dtype
+from sc2_split.codecs.varints import decode_varints, encode_varints
 
 TABLE_FIELDS = ("quantized_cdf", "cdf_length", "offset", "medians", "precision")
-# Escaped values are uint32-sized (int32 symbols minus int32 offsets, zigzagged): 5 LEB128 bytes at most.
-MAX_VARINT_BYTES = 5
 INT32_LIMIT = 2**31
 
 
@@ -126,7 +125,7 @@ class EntropyCodec:
             return EncodedTensor(self.name, self.version, tuple(int(n) for n in latent.shape), dtype, data,
                                  chunk_sizes=chunk_sizes)  # fmt: skip
         chunks, raw = self._channels.encode(_channel_rows(latent))
-        chunks.append(_encode_varints(raw))
+        chunks.append(encode_varints(raw))
         return EncodedTensor(
             codec=self.name,
             version=self.version,
@@ -212,7 +211,9 @@ class EntropyCodec:
         per_channel = math.prod(expected_shape) // channels
         indexes = self._channels.decode(enc.data, bounds, per_channel)
         escaped = indexes == self._escape32.astype(indexes.dtype)
-        raw = _decode_varints(enc.data[bounds[channels] :], int(escaped.sum())).astype(np.int64)
+        raw = decode_varints(enc.data[bounds[channels] :], int(escaped.sum()), "escape chunk").astype(
+            np.int64
+        )
         symbols = (indexes + self._offset32).astype(np.int32)  # compressai's symbols are int32
         if raw.size:  # escaped values, few: rebuilt in int64, then checked to fit
             escape = np.broadcast_to(self._escape, indexes.shape)[escaped]
@@ -341,36 +342,6 @@ def _ans_decode(chunk: bytes, model: Any, count: int, channel: int) -> np.ndarra
             "corrupt", f"entropy stream of channel {channel} has data left after {count} symbols"
         )
     return indexes
-
-
-def _encode_varints(values: np.ndarray) -> bytes:
-    """Unsigned LEB128: 7 bits a byte, low bits first, the high bit set on all but the last byte."""
-    values = values.astype(np.uint64)[:, None]
-    shifts = 7 * np.arange(MAX_VARINT_BYTES, dtype=np.uint64)
-    lengths = 1 + ((values >> shifts[1:]) > 0).sum(axis=1, keepdims=True)
-    positions = np.arange(MAX_VARINT_BYTES)
-    continues = np.where(positions + 1 < lengths, np.uint64(0x80), np.uint64(0))
-    groups = (((values >> shifts) & np.uint64(0x7F)) | continues).astype(np.uint8)
-    return groups[positions < lengths].tobytes()
-
-
-def _decode_varints(chunk: bytes, count: int) -> np.ndarray:
-    """Exactly `count` LEB128 values filling `chunk`; anything else means a corrupt payload."""
-    data = np.frombuffer(chunk, dtype=np.uint8)
-    ends = np.flatnonzero(data < 0x80)
-    if len(ends) != count or (ends[-1] + 1 if count else 0) != len(data):
-        raise PayloadError(
-            "corrupt",
-            f"escape chunk of {len(data)} bytes holds {len(ends)} whole values, expected exactly {count}",
-        )
-    if count == 0:
-        return np.zeros(0, dtype=np.int64)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    lengths = ends - starts + 1
-    if lengths.max() > MAX_VARINT_BYTES:
-        raise PayloadError("corrupt", f"escape chunk has a value longer than {MAX_VARINT_BYTES} bytes")
-    shifts = (7 * (np.arange(len(data)) - np.repeat(starts, lengths))).astype(np.uint64)
-    return np.add.reduceat((data & 0x7F).astype(np.uint64) << shifts, starts).astype(np.int64)
 
 
 def _frozen_array(value: Any, name: str, dtype: type) -> np.ndarray:

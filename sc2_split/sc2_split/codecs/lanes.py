@@ -6,9 +6,11 @@ may span channels), each lane its own rANS stream (codecs/rans.py) with its esca
 a GPU decodes every lane of every frame at once (codecs/lanes_cuda.py), and the robot codes the lanes
 on all its cores.
 
-Payload: `chunk_sizes` = (lane_size, lane count); `data` = one little-endian uint16 word count per
-lane, then the lanes' 16-bit words. The lane count follows from the model's shape and the lane size,
-and every count is checked against the data before any lane is decoded.
+Payload: `chunk_sizes` = (lane size, lane count, lane table bytes); `data` = the lanes' 16-bit
+little-endian words end to end, then the lane table: each lane's word count as an unsigned LEB128
+varint (one or two bytes a lane; a uint16 table would cost 1% more on a low-rate student). The lane
+count follows from the model's shape and the lane size, and every count is checked against the data
+before any lane is decoded.
 """
 
 import math
@@ -18,11 +20,12 @@ import numpy as np
 
 from sc2_split.codecs import rans
 from sc2_split.codecs.payload import EncodedTensor, PayloadError, check_length
+from sc2_split.codecs.varints import MAX_VARINT_BYTES, decode_varints, encode_varints
 
 VERSION = 2
-MIN_LANE_SIZE, MAX_LANE_SIZE = 64, 4096
-# Bytes a lane should carry at the tables' expected rate: its table entry and final state (about 5
-# bytes) then cost about 1%.
+MIN_LANE_SIZE, MAX_LANE_SIZE = 64, 65536
+# Bytes a lane should carry at the tables' expected rate: its table entry and final state (3 to 5
+# bytes) then cost about 1%. A low-rate student (0.15 bits a symbol) gets few long lanes.
 TARGET_LANE_BYTES = 512
 MAX_LANES = 1 << 20
 MAX_PRECISION = 16  # 16-bit words: the scale bits must not exceed them
@@ -46,8 +49,8 @@ def lane_size_for(bits_per_symbol: float) -> int:
 
 @dataclass(frozen=True)
 class LaneLayout:
-    """Where each lane of a checked payload lies: words[bounds[i]:bounds[i + 1]] (uint16, the lane
-    table included in `words`), `lane_size` symbols each but the last."""
+    """Where each lane of a checked payload lies: words[bounds[i]:bounds[i + 1]] (uint16), `lane_size`
+    symbols each but the last."""
 
     words: np.ndarray
     bounds: np.ndarray
@@ -59,22 +62,23 @@ def lane_count(total: int, lane_size: int) -> int:
     return -(-total // lane_size)
 
 
-def pack(scratch: np.ndarray, counts: np.ndarray, lane_size: int) -> tuple[bytes, tuple[int, int]]:
+def pack(scratch: np.ndarray, counts: np.ndarray, lane_size: int) -> tuple[bytes, tuple[int, int, int]]:
     """The data and chunk sizes of encoded lanes (rans.encode_lanes' output)."""
-    words = rans.gather_lanes(scratch, counts, len(counts))
-    return words.astype("<u2", copy=False).tobytes(), (lane_size, len(counts))
+    table = encode_varints(counts)
+    words = rans.gather_lanes(scratch, counts).astype("<u2", copy=False)
+    return words.tobytes() + table, (lane_size, len(counts), len(table))
 
 
 def check_lanes(enc: EncodedTensor, total: int) -> LaneLayout:
     """The lanes of a version 2 payload of `total` symbols, once its header and lane table are checked
     against the data: PayloadError otherwise."""
-    if len(enc.chunk_sizes) != 2:
+    if len(enc.chunk_sizes) != 3:
         raise PayloadError(
             "header",
-            f"entropy version 2 payload has {len(enc.chunk_sizes)} chunk sizes, expected 2 "
-            "(lane size, lane count)",
+            f"entropy version 2 payload has {len(enc.chunk_sizes)} chunk sizes, expected 3 "
+            "(lane size, lane count, lane table bytes)",
         )
-    lane_size, lanes = enc.chunk_sizes
+    lane_size, lanes, table_bytes = enc.chunk_sizes
     if not MIN_LANE_SIZE <= lane_size <= MAX_LANE_SIZE or lane_size & (lane_size - 1):
         raise PayloadError(
             "header",
@@ -87,24 +91,26 @@ def check_lanes(enc: EncodedTensor, total: int) -> LaneLayout:
             f"payload declares {lanes} lanes; {total} symbols in lanes of {lane_size} make {expected}"
             f" (at most {MAX_LANES})",
         )
+    if not lanes <= table_bytes <= MAX_VARINT_BYTES * lanes:
+        raise PayloadError(
+            "header", f"lane table of {table_bytes} bytes cannot hold {lanes} lanes' word counts"
+        )
     data = enc.data
-    if len(data) < WORD_BYTES * lanes:
+    if len(data) < table_bytes:
         raise PayloadError("truncated", f"entropy data is {len(data)} bytes, shorter than its lane table")
-    if len(data) % WORD_BYTES:
-        raise PayloadError("corrupt", f"entropy data is {len(data)} bytes, not whole 16-bit words")
-    words = np.frombuffer(data, dtype="<u2")
-    counts = words[:lanes].astype(np.int64)
-    if lanes and (counts.min() < rans.FLUSH_WORDS or counts.max() > rans.max_lane_words(lane_size)):
+    words_bytes = len(data) - table_bytes
+    counts = decode_varints(data[words_bytes:], lanes, "lane table")
+    limit = rans.max_lane_words(lane_size)
+    if lanes and (counts.min() < rans.FLUSH_WORDS or counts.max() > limit):
         raise PayloadError(
             "corrupt",
             f"lane table has a lane of {int(counts.min())} or {int(counts.max())} words, expected "
-            f"{rans.FLUSH_WORDS} to {rans.max_lane_words(lane_size)}",
+            f"{rans.FLUSH_WORDS} to {limit}",
         )
-    bounds = np.empty(lanes + 1, np.int64)
-    bounds[0] = lanes
+    bounds = np.zeros(lanes + 1, np.int64)
     np.cumsum(counts, out=bounds[1:])
-    bounds[1:] += lanes
-    check_length(len(data), WORD_BYTES * int(bounds[-1]), "entropy data (its lane table and lanes)")
+    check_length(words_bytes, WORD_BYTES * int(bounds[-1]), "entropy lanes (the sum of the lane table)")
+    words = np.frombuffer(data, dtype="<u2", count=int(bounds[-1]))
     return LaneLayout(words, bounds, lane_size, total)
 
 

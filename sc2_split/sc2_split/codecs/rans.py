@@ -253,16 +253,13 @@ def encode_lanes(
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def gather_lanes(scratch: np.ndarray, counts: np.ndarray, table_words: int) -> np.ndarray:
-    """The payload's words: the lane table (each lane's word count, `table_words` of them), then each
-    lane's words in lane order."""
+def gather_lanes(scratch: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each lane's words (at the end of its row of `scratch`, counts[lane] of them), end to end."""
     lanes, capacity = scratch.shape
-    bounds = np.empty(lanes + 1, np.int64)
-    bounds[0] = table_words
+    bounds = np.zeros(lanes + 1, np.int64)
     for lane in range(lanes):
         bounds[lane + 1] = bounds[lane] + counts[lane]
     out = np.empty(bounds[lanes], np.uint16)
     for lane in numba.prange(lanes):
-        out[lane] = counts[lane]
         out[bounds[lane] : bounds[lane + 1]] = scratch[lane, capacity - counts[lane] :]
     return out

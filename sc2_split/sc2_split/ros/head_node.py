@@ -54,8 +54,8 @@ PARAMETERS = {
     "codec": Param("entropy", "bottleneck codec; the model's metadata lists those it supports", CODECS),
     "encode_workers": Param(
         0,
-        "processes that entropy-code each frame's latent, a group of channels each; 0: in this node's "
-        "process. A GPU encoder outruns one coding core on large latents: give it 2 to 4",
+        "processes that entropy-code each frame's latent in version 1 (per-channel streams), a group of "
+        "channels each; 0: version 2 (rANS lanes, the default), coded in this node's process on all cores",
         bounds=(0, 64),
     ),
     "max_rate": Param(

@@ -70,8 +70,9 @@ PARAMETERS = {
     "device": Param("cpu", "torch device of the tail: cpu, cuda, cuda:1"),
     "decode_workers": Param(
         0,
-        "processes that entropy-decode each bottleneck, a group of channels each; 0: in this node's "
-        "process. A GPU tail outruns one decoding core: give it 4 to 8 on an edge machine",
+        "processes that entropy-decode each version 1 bottleneck (per-channel streams), a group of "
+        "channels each; 0: in this node's process. Version 2 (rANS lanes, the heads' default) ignores "
+        "it: decoded on the GPU on a CUDA device, else on all cores here",
         bounds=(0, 64),
     ),
     "score_threshold": Param(0.5, "lowest score of a published detection", bounds=(0.0, 1.0)),
