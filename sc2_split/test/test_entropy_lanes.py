@@ -106,6 +106,7 @@ def test_malformed_lanes_are_payload_errors(name):
 def demo() -> tuple[EntropyCodec, EntropyCodec, list[np.ndarray]]:
     """Both versions with the bundled demo student's tables, and its latents of 8 of its test frames."""
     torch = pytest.importorskip("torch")
+    pytest.importorskip("skimage", reason="the procedural test frames' backgrounds")
     from sc2_split.data.synthetic import frame
     from sc2_split.models.build import build_detector
     from sc2_split.models.config import bundled_config_path, checkpoint_path, load_model_config

@@ -113,6 +113,7 @@ class EntropyCodec:
             lanes.expected_bits(tables.quantized_cdf, tables.cdf_length, tables.precision)
         )
         self._channels = channels or InProcessChannels(tables)
+        self._reciprocals = rans.reciprocals(tables.quantized_cdf)
         self._escape = _escape_indexes(tables).astype(np.int64)[:, None]
         self._offset = tables.offset.astype(np.int64)[:, None]
         self._offset32, self._escape32 = self._offset.astype(np.int32), self._escape.astype(np.uint32)
@@ -175,7 +176,7 @@ class EntropyCodec:
         rows = np.ascontiguousarray(_channel_rows(latent), dtype=np.float32).reshape(-1)
         scratch, counts, status = rans.encode_lanes(
             rows, self.lane_size, rows.size // t.channels, t.quantized_cdf, t.cdf_length, t.offset,
-            t.medians, t.precision,
+            t.medians, t.precision, self._reciprocals,
         )  # fmt: skip
         if status.any():
             raise ValueError(rans.STATUS_TEXT[rans.BAD_VALUE])

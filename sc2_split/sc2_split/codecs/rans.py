@@ -39,6 +39,12 @@ STATUS_TEXT = {
 }
 
 
+def reciprocals(cdf: np.ndarray) -> np.ndarray:
+    """1 / frequency of each entry of a CDF table (float64; 0 where the table has ended)."""
+    freq = np.diff(cdf.astype(np.int64), axis=1)
+    return np.divide(1.0, freq, out=np.zeros(freq.shape), where=freq > 0)
+
+
 def max_lane_words(lane_size: int) -> int:
     """The most words a lane of `lane_size` symbols can take, all of them escaped."""
     return MAX_STEPS_PER_SYMBOL * lane_size + FLUSH_WORDS
@@ -190,11 +196,13 @@ def encode_lanes(
     offset: np.ndarray,
     medians: np.ndarray,
     precision: int,
+    reciprocals: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The lanes of a latent's float values in channel-row order (`rows`, flat), fused: round(x - median)
-    half to even, table index or escape, rANS, last symbol first. Returns each lane's words at the end
-    of its row of a scratch array, how many, and each lane's status (BAD_VALUE for a value with no
-    int32 symbol)."""
+    half to even, table index or escape, rANS, last symbol first. `reciprocals` are 1 / frequency of
+    each table entry (rans.reciprocals), so that no symbol needs an integer division. Returns each
+    lane's words at the end of its row of a scratch array, how many, and each lane's status
+    (BAD_VALUE for a value with no int32 symbol)."""
     total = len(rows)
     lanes = (total + lane_size - 1) // lane_size
     capacity = MAX_STEPS_PER_SYMBOL * lane_size + FLUSH_WORDS
@@ -209,8 +217,12 @@ def encode_lanes(
         state = np.int64(STATE_LOW)
         first = lane * lane_size
         last = min(first + lane_size, total)
+        channel = (last - 1) // per_channel
+        channel_start = channel * per_channel
         for i in range(last - 1, first - 1, -1):
-            channel = i // per_channel
+            if i < channel_start:
+                channel -= 1
+                channel_start -= per_channel
             rounded = np.rint(rows[i] - medians[channel])
             if not (rounded > -INT32_LIMIT and rounded < INT32_LIMIT):  # NaN too
                 status[lane] = BAD_VALUE
@@ -244,7 +256,16 @@ def encode_lanes(
                 pos -= 1
                 buf[pos] = state & WORD_MASK
                 state >>= WORD_BITS
-            state = ((state // freq) << precision) + state % freq + start
+            # state // freq by a float product, off by one at most (state < 2**32, freq < 2**16).
+            quotient = np.int64(state * reciprocals[channel, index])
+            remainder = state - quotient * freq
+            if remainder < 0:
+                quotient -= 1
+                remainder += freq
+            elif remainder >= freq:
+                quotient += 1
+                remainder -= freq
+            state = (quotient << precision) + remainder + start
         pos -= 2
         buf[pos] = state >> WORD_BITS
         buf[pos + 1] = state & WORD_MASK
@@ -252,7 +273,7 @@ def encode_lanes(
     return scratch, counts, status
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def gather_lanes(scratch: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Each lane's words (at the end of its row of `scratch`, counts[lane] of them), end to end."""
     lanes, capacity = scratch.shape
@@ -260,6 +281,6 @@ def gather_lanes(scratch: np.ndarray, counts: np.ndarray) -> np.ndarray:
     for lane in range(lanes):
         bounds[lane + 1] = bounds[lane] + counts[lane]
     out = np.empty(bounds[lanes], np.uint16)
-    for lane in numba.prange(lanes):
+    for lane in range(lanes):
         out[bounds[lane] : bounds[lane + 1]] = scratch[lane, capacity - counts[lane] :]
     return out
