@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
+from codec_fixtures import lanes_mutations
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from rclpy.serialization import deserialize_message, serialize_message
 from sc2_split.codecs import CODECS
+from sc2_split.codecs.entropy import EntropyCodec
 from sc2_split.codecs.payload import DEFAULT_MAX_BYTES, PayloadError
 from sc2_split.ros.bottleneck_conversion import from_bottleneck
 from sc2_split.ros.topics import BOTTLENECK_QOS
@@ -124,7 +126,7 @@ def unknown_codec(msg: Bottleneck, rng: np.random.Generator) -> None:
 
 
 def unknown_version(msg: Bottleneck, rng: np.random.Generator) -> None:
-    msg.codec_version = int(_pick(rng, [0, 2, 255, 2**16 - 1, int(rng.integers(3, 2**16))]))
+    msg.codec_version = int(_pick(rng, [0, 3, 255, 2**16 - 1, int(rng.integers(3, 2**16))]))
 
 
 def huge_chunk_sizes(msg: Bottleneck, rng: np.random.Generator) -> None:
@@ -163,6 +165,14 @@ def corrupt_escapes(msg: Bottleneck, rng: np.random.Generator) -> None:
     extra = rng.integers(1, 8)
     msg.data = msg.data + array.array("B", [0x80 | int(b) for b in rng.integers(0, 128, extra)])
     msg.chunk_sizes = [*msg.chunk_sizes[:-1], msg.chunk_sizes[-1] + int(extra)]
+
+
+def malformed_lanes(msg: Bottleneck, rng: np.random.Generator) -> None:
+    """One of the entropy version 2 payload mutations of the codec tests (codec_fixtures.py)."""
+    mutations = lanes_mutations()
+    mutate = mutations[str(_pick(rng, sorted(mutations)))]
+    enc = mutate(from_bottleneck(msg).encoded, rng)
+    msg.data, msg.chunk_sizes = array.array("B", enc.data), list(enc.chunk_sizes)
 
 
 def absurd_geometry(msg: Bottleneck, rng: np.random.Generator) -> None:
@@ -210,18 +220,19 @@ def empty(msg: Bottleneck, rng: np.random.Generator) -> None:
 MUTATIONS: dict[Mutation, tuple[str, ...] | None] = {
     truncated: None,
     padded: None,
-    random_bytes: ("entropy", "fp16"),  # random quant8 bytes of the right size are a valid latent
-    flipped_entropy_bytes: ("entropy",),
+    random_bytes: ("entropy", "entropy_v1", "fp16"),  # random quant8 bytes of the right size are valid
+    flipped_entropy_bytes: ("entropy", "entropy_v1"),
     wrong_shape: None,
     too_many_dimensions: None,
     declared_huge: None,
     wrong_dtype: None,
     unknown_codec: None,
     unknown_version: None,
-    huge_chunk_sizes: ("entropy",),
-    lying_chunk_sizes: ("entropy",),
-    wrong_chunk_count: ("entropy",),
-    corrupt_escapes: ("entropy",),
+    huge_chunk_sizes: ("entropy", "entropy_v1"),
+    lying_chunk_sizes: ("entropy", "entropy_v1"),
+    wrong_chunk_count: ("entropy", "entropy_v1"),
+    corrupt_escapes: ("entropy_v1",),
+    malformed_lanes: ("entropy",),
     absurd_geometry: None,
     bad_scale: ("quant8",),
     bad_zero_point: ("quant8",),
@@ -229,6 +240,17 @@ MUTATIONS: dict[Mutation, tuple[str, ...] | None] = {
     foreign_model: None,
     empty: None,
 }
+
+
+@pytest.fixture(scope="module")
+def bottlenecks(valid: dict[str, Bottleneck], pipeline: TailPipeline) -> dict[str, Bottleneck]:
+    """The valid bottleneck of each codec (entropy: version 2, the heads' default), and the entropy
+    one in version 1 too ("entropy_v1"), which tails still decode."""
+    msg = copy.deepcopy(valid["entropy"])
+    latent = pipeline.decode(from_bottleneck(msg))
+    enc = EntropyCodec(pipeline.codecs["entropy"].tables, version=1).encode(np.asarray(latent))
+    msg.codec_version, msg.data, msg.chunk_sizes = 1, array.array("B", enc.data), list(enc.chunk_sizes)
+    return {**valid, "entropy_v1": msg}
 
 
 def malformed_messages(valid: dict[str, Bottleneck], count: int, seed: int) -> list[tuple[str, Bottleneck]]:
@@ -245,13 +267,13 @@ def malformed_messages(valid: dict[str, Bottleneck], count: int, seed: int) -> l
 
 
 def test_malformed_messages_are_all_rejected_in_process(
-    valid: dict[str, Bottleneck], pipeline: TailPipeline
+    bottlenecks: dict[str, Bottleneck], pipeline: TailPipeline
 ) -> None:
     """The generator's messages are what they claim: each one is refused, with the reason expected."""
-    for codec, msg in valid.items():
+    for codec, msg in bottlenecks.items():
         assert rejection(pipeline, msg) is None, codec
     reasons: dict[str, Counter[str]] = {}
-    for name, msg in malformed_messages(valid, 20 * len(MUTATIONS), SEED + 1):
+    for name, msg in malformed_messages(bottlenecks, 20 * len(MUTATIONS), SEED + 1):
         reasons.setdefault(name, Counter())[rejection(pipeline, msg)] += 1
     print("\n" + "\n".join(f"{name}: {dict(counts)}" for name, counts in reasons.items()))
     assert all(None not in counts for counts in reasons.values()), reasons
@@ -266,12 +288,13 @@ def test_malformed_messages_are_all_rejected_in_process(
 def test_tail_node_survives_a_flood_of_malformed_bottlenecks(
     exported_head: dict[str, str],
     valid: dict[str, Bottleneck],
+    bottlenecks: dict[str, Bottleneck],
     pipeline: TailPipeline,
     camera: Camera,
     ros_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    messages = malformed_messages(valid, MESSAGES, SEED)
+    messages = malformed_messages(bottlenecks, MESSAGES, SEED)
     started = time.monotonic()
     expected = Counter(rejection(pipeline, msg) for _, msg in messages)
     classify_s = time.monotonic() - started
@@ -394,9 +417,9 @@ def fuzzed(draw: st.DrawFn, valid: dict[str, Bottleneck]) -> Bottleneck:
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_only_payload_errors_leave_the_tail_decoding(
-    data: st.DataObject, valid: dict[str, Bottleneck], pipeline: TailPipeline
+    data: st.DataObject, bottlenecks: dict[str, Bottleneck], pipeline: TailPipeline
 ) -> None:
-    msg = data.draw(fuzzed(valid))
+    msg = data.draw(fuzzed(bottlenecks))
     try:
         detections = pipeline(from_bottleneck(msg))
     except PayloadError as exc:
