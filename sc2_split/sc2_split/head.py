@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from sc2_split.backends import HeadBackend
-from sc2_split.codecs import LANES_VERSION, make_codec
+from sc2_split.codecs import make_codec
 from sc2_split.codecs.channel_pool import ChannelPool
 from sc2_split.codecs.payload import EncodedTensor
 from sc2_split.geometry import ImageGeometry
@@ -44,7 +44,7 @@ class HeadPipeline:
             if codec == "entropy" and tables is not None and encode_workers
             else None
         )
-        self.codec = make_codec(codec, tables, self.encode_pool, 1 if self.encode_pool else LANES_VERSION)
+        self.codec = make_codec(codec, tables, self.encode_pool)
 
     def close(self) -> None:
         """Stops the encoding processes, if any."""

@@ -28,7 +28,7 @@ from sc2_split.tail import TailPipeline
 CHANNELS = 10
 TABLES = laplace_tables(CHANNELS, seed=1)
 SHAPE = (1, CHANNELS, 12, 16)
-IN_PROCESS = EntropyCodec(TABLES)
+IN_PROCESS = EntropyCodec(TABLES, version=1)  # what the pool codes
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -14,7 +14,7 @@ from sc2_split.codecs.entropy import EntropyCodec
 CHANNELS = 10
 TABLES = laplace_tables(CHANNELS, seed=2)
 SHAPE = (1, CHANNELS, 12, 16)
-IN_PROCESS = EntropyCodec(TABLES)
+IN_PROCESS = EntropyCodec(TABLES, version=1)  # what the pool codes
 LATENT = escaping_latent(TABLES, SHAPE)
 
 

@@ -12,7 +12,7 @@ import torch
 
 from sc2_split.benchmarks.models import BenchModel
 from sc2_split.benchmarks.timing import Timing, measure, worker_counts
-from sc2_split.codecs import LANES_VERSION, make_codec
+from sc2_split.codecs import make_codec
 from sc2_split.codecs.channel_pool import ChannelPool
 
 
@@ -68,7 +68,7 @@ def bench_head(
     codings = {}
     for workers in worker_counts(encode_workers) if name == "entropy" else [0]:
         with ChannelPool(tables, workers) if workers else contextlib.nullcontext() as pool:
-            codec = make_codec(name, tables, pool, 1 if pool else LANES_VERSION)  # pools code version 1
+            codec = make_codec(name, tables, pool)  # version 1 on a pool, else 2
             codings[workers] = {
                 label: measure(codec.encode, xs, repeats) for label, (_, xs) in latents.items()
             }

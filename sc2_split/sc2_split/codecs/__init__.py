@@ -2,12 +2,11 @@
 
 from sc2_split.codecs.entropy import ChannelCoder, EntropyCodec, EntropyTables
 from sc2_split.codecs.fp16 import Fp16Codec
-from sc2_split.codecs.lanes import VERSION as LANES_VERSION
 from sc2_split.codecs.payload import Codec, EncodedTensor, PayloadError
 from sc2_split.codecs.quant8 import Quant8Codec
 from sc2_split.untrusted import shown
 
-__all__ = ["CODECS", "LANES_VERSION", "Codec", "EncodedTensor", "EntropyTables", "PayloadError", "make_codec"]
+__all__ = ["CODECS", "Codec", "EncodedTensor", "EntropyTables", "PayloadError", "make_codec"]
 
 CODECS = ("entropy", "quant8", "fp16")
 
@@ -16,11 +15,11 @@ def make_codec(
     name: str,
     tables: EntropyTables | None = None,
     channels: ChannelCoder | None = None,
-    entropy_version: int = LANES_VERSION,
+    entropy_version: int | None = None,
 ) -> Codec:
     """The codec called `name`; "entropy" needs the model's tables (from its metadata file), encodes
     `entropy_version` (2: lanes; 1: per-channel streams, coded by `channels`, a ChannelPool, where
-    given, else in process) and decodes both."""
+    given, else in process; default: 1 with `channels`, else 2) and decodes both."""
     if name == "entropy":
         if tables is None:
             raise ValueError("the entropy codec needs the model's EntropyTables")

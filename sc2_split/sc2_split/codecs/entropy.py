@@ -96,13 +96,15 @@ VERSIONS = {1: "per-channel streams", 2: "lanes"}
 class EntropyCodec:
     """Encodes `version` 2 (rANS lanes, coded by numba on all cores) or 1 (one ANS stream per channel,
     then the escaped values; its channels coded by `channels`, a ChannelPool, where given); decodes
-    either version."""
+    either version. The default version is 2, or 1 where `channels` are given."""
 
     name = "entropy"
 
     def __init__(
-        self, tables: EntropyTables, channels: ChannelCoder | None = None, version: int = lanes.VERSION
+        self, tables: EntropyTables, channels: ChannelCoder | None = None, version: int | None = None
     ) -> None:
+        if version is None:
+            version = lanes.VERSION if channels is None else 1
         if version not in VERSIONS:
             raise ValueError(f"entropy codec version must be one of {sorted(VERSIONS)}, not {version!r}")
         if version == lanes.VERSION and tables.precision > lanes.MAX_PRECISION:
