@@ -8,6 +8,7 @@ symbols into independent rANS lanes for parallel decoding (codecs/lanes.py). Nei
 """
 
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
@@ -21,6 +22,9 @@ from sc2_split.codecs.payload import EncodedTensor, PayloadError, check_length, 
 from sc2_split.codecs.varints import decode_varints, encode_varints
 
 TABLE_FIELDS = ("quantized_cdf", "cdf_length", "offset", "medians", "precision")
+# numba's default threading layer (workqueue) must not run two parallel regions at once: the lanes'
+# coder and decoder, each on all cores, take turns when several threads call them.
+_LANES_LOCK = threading.Lock()
 INT32_LIMIT = 2**31
 
 
@@ -173,13 +177,14 @@ class EntropyCodec:
             raise ValueError(f"expected shape {expected_shape} is not (N, {channels}, ...) as the tables say")
         return enc.version
 
-    def _encode_lanes(self, latent: np.ndarray) -> tuple[bytes, tuple[int, int]]:
+    def _encode_lanes(self, latent: np.ndarray) -> tuple[bytes, tuple[int, int, int]]:
         t = self.tables
         rows = np.ascontiguousarray(_channel_rows(latent), dtype=np.float32).reshape(-1)
-        scratch, counts, status = rans.encode_lanes(
-            rows, self.lane_size, rows.size // t.channels, t.quantized_cdf, t.cdf_length, t.offset,
-            t.medians, t.precision, self._reciprocals,
-        )  # fmt: skip
+        with _LANES_LOCK:
+            scratch, counts, status = rans.encode_lanes(
+                rows, self.lane_size, rows.size // t.channels, t.quantized_cdf, t.cdf_length, t.offset,
+                t.medians, t.precision, self._reciprocals,
+            )  # fmt: skip
         if status.any():
             raise ValueError(rans.STATUS_TEXT[rans.BAD_VALUE])
         return lanes.pack(scratch, counts, self.lane_size)
@@ -189,11 +194,12 @@ class EntropyCodec:
         t = self.tables
         out = np.empty(shape, dtype)
         plane = math.prod(shape[2:])
-        status = rans.decode_lanes(
-            layout.words, layout.bounds, layout.lane_size, layout.total, shape[0] * plane, plane,
-            t.channels, t.quantized_cdf, t.cdf_length, t.offset, t.precision, t.medians,
-            out.reshape(-1), dtype is np.float32,
-        )  # fmt: skip
+        with _LANES_LOCK:
+            status = rans.decode_lanes(
+                layout.words, layout.bounds, layout.lane_size, layout.total, shape[0] * plane, plane,
+                t.channels, t.quantized_cdf, t.cdf_length, t.offset, t.precision, t.medians,
+                out.reshape(-1), dtype is np.float32,
+            )  # fmt: skip
         if status.any():
             raise lanes.lane_error(status)
         return out
