@@ -9,10 +9,12 @@
 #                                           # the script (numba's CUDA simulator, few frames, no tail)
 #
 # WHEELS holds cp312 wheels of what the GPU machine lacks (constriction, compressai, sc2bench, timm,
-# torchdistill, pytest, ...) and entropy_payloads.npz (`python -m sc2_split.benchmarks.entropy
-# --save-payloads`: the demo student's 120 test frames and 4 ResNet-50 latents as version 1 payloads,
-# as that machine has no scikit-image for the procedural frames). Writes under OUT: pytest.txt,
-# entropy.json and entropy.txt (the tables).
+# torchdistill, pytorch_msssim, pycocotools, PyYAML; the machine's own pytest serves, a carried one
+# clashes with its pytest-timeout), numpy 2.2.6 (numba-cuda cannot compile kernels with the image's
+# numpy 2.5, which lacks np.row_stack), and entropy_payloads.npz (`python -m
+# sc2_split.benchmarks.entropy --save-payloads`: the demo student's 120 test frames and 4 ResNet-50
+# latents as version 1 payloads, as that machine has no scikit-image for the procedural frames).
+# Writes under OUT: versions.txt, pytest.txt, entropy.json and entropy.txt (the tables).
 set -uo pipefail
 
 : "${WHEELS:?WHEELS must name the folder of wheels and entropy_payloads.npz}"
@@ -39,8 +41,10 @@ if [[ $tiny == --tiny ]]; then
     tests=(sc2_split/test/test_entropy_lanes.py -k gpu)
 fi
 
-python3 -m pytest -q -p no:cacheprovider -rs "${tests[@]}" 2>&1 | tee "$OUT/pytest.txt"
-tests_rc=${PIPESTATUS[0]}
+python3 -m pytest -q -p no:cacheprovider -rs "${tests[@]}" >"$OUT/pytest.txt" 2>&1
+tests_rc=$?
+echo "pytest rc=$tests_rc" >>"$OUT/pytest.txt"
+tail -3 "$OUT/pytest.txt"
 # The benchmark without the simulator: it times the real decoders only.
 env -u NUMBA_ENABLE_CUDASIM python3 -m sc2_split.benchmarks.entropy "${bench[@]}" 2>&1 | tee "$OUT/entropy.txt"
 bench_rc=${PIPESTATUS[0]}

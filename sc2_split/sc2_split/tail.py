@@ -165,6 +165,9 @@ class TailPipeline:
         if all(isinstance(latent, np.ndarray) for latent in latents):
             batch = torch.from_numpy(np.concatenate(latents)).to(self.device)
         else:
+            for latent in latents:  # the GPU decoder's, from its own stream
+                if isinstance(latent, torch.Tensor) and latent.is_cuda:
+                    latent.record_stream(torch.cuda.current_stream(latent.device))
             batch = torch.cat([torch.as_tensor(latent, device=self.device) for latent in latents])
         size = len(latents)
         if self.cuda_graphs:

@@ -8,7 +8,7 @@ on all its cores.
 
 Payload: `chunk_sizes` = (lane size, lane count, lane table bytes); `data` = the lanes' 16-bit
 little-endian words end to end, then the lane table: each lane's word count as an unsigned LEB128
-varint (one or two bytes a lane; a uint16 table would cost 1% more on a low-rate student). The lane
+varint (one or two bytes a lane; a uint16 table would cost 0.7% more on the demo student). The lane
 count follows from the model's shape and the lane size, and every count is checked against the data
 before any lane is decoded.
 """
@@ -24,9 +24,10 @@ from sc2_split.codecs.varints import MAX_VARINT_BYTES, decode_varints, encode_va
 
 VERSION = 2
 MIN_LANE_SIZE, MAX_LANE_SIZE = 64, 65536
-# Bytes a lane should carry at the tables' expected rate: its table entry and final state (3 to 5
-# bytes) then cost about 1%. A low-rate student (0.15 bits a symbol) gets few long lanes.
-TARGET_LANE_BYTES = 512
+# Bytes a lane carries at most at the tables' expected rate. Each lane costs about 5 bytes (its table
+# entry, its final state), so lanes of 200 bytes cost about 2.5%, which the per-channel overhead of
+# version 1 mostly offsets; longer lanes would leave a GPU idle (one thread decodes one lane).
+TARGET_LANE_BYTES = 200
 MAX_LANES = 1 << 20
 MAX_PRECISION = 16  # 16-bit words: the scale bits must not exceed them
 WORD_BYTES = 2
@@ -42,9 +43,10 @@ def expected_bits(cdf: np.ndarray, cdf_length: np.ndarray, precision: int) -> fl
 
 
 def lane_size_for(bits_per_symbol: float) -> int:
-    """The power of two from MIN_LANE_SIZE to MAX_LANE_SIZE whose lanes carry TARGET_LANE_BYTES or more."""
+    """The largest power of two from MIN_LANE_SIZE to MAX_LANE_SIZE whose lanes carry at most
+    TARGET_LANE_BYTES at `bits_per_symbol`."""
     wanted = 8 * TARGET_LANE_BYTES / max(bits_per_symbol, 1e-3)
-    return int(min(MAX_LANE_SIZE, max(MIN_LANE_SIZE, 1 << math.ceil(math.log2(wanted)))))
+    return int(min(MAX_LANE_SIZE, max(MIN_LANE_SIZE, 1 << math.floor(math.log2(wanted)))))
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ def decode_lane(
     plane: int,
     channels: int,
     cdf: np.ndarray,
+    width: int,
     cdf_length: np.ndarray,
     offset: np.ndarray,
     precision: int,
@@ -70,8 +71,9 @@ def decode_lane(
 ) -> int:
     """Decodes symbols first .. first + count - 1 (channel-row order: channel i // per_channel) of one
     frame from words[begin:end] into out[out_base + NCHW index of each symbol]: the symbol, or, when
-    `as_latent`, the float32 symbol plus its channel's median. `plane` is H * W. Reads and writes
-    nothing outside words[begin:end] and these `count` places of `out`. Returns a status code (OK)."""
+    `as_latent`, the float32 symbol plus its channel's median. `cdf` is the tables' quantized_cdf
+    flattened (rows of `width`), `plane` is H * W. Reads and writes nothing outside words[begin:end]
+    and these `count` places of `out`. Returns a status code (OK)."""
     if end - begin < 2:
         return OUT_OF_WORDS
     state = (np.int64(words[begin]) << WORD_BITS) | np.int64(words[begin + 1])
@@ -85,19 +87,23 @@ def decode_lane(
     k = within - n * plane
     batch = per_channel // plane
     dst = out_base + (n * channels + channel) * plane + k
+    # The channel's table, loaded again only where the channel changes.
+    row = channel * width
+    length = cdf_length[channel]
+    shift = np.int64(offset[channel])
+    median = medians[channel]
     for _ in range(count):
-        length = cdf_length[channel]
         slot = state & mask
         lo = 0
         hi = length - 1
         while hi - lo > 1:  # the largest s with cdf[s] <= slot; cdf[0] = 0, cdf[length - 1] = 2**precision
             mid = (lo + hi) >> 1
-            if cdf[channel, mid] <= slot:
+            if cdf[row + mid] <= slot:
                 lo = mid
             else:
                 hi = mid
-        start = np.int64(cdf[channel, lo])
-        freq = np.int64(cdf[channel, lo + 1]) - start
+        start = np.int64(cdf[row + lo])
+        freq = np.int64(cdf[row + lo + 1]) - start
         state = freq * (state >> precision) + slot - start
         if state < STATE_LOW:
             if pos >= end:
@@ -131,11 +137,11 @@ def decode_lane(
                     pos += 1
                 raw |= group << (BYPASS_BITS * j)
             value = -(raw >> 1) - 1 if raw & 1 else (raw >> 1) + escape
-        symbol = value + offset[channel]
+        symbol = value + shift
         if symbol >= INT32_LIMIT or symbol < -INT32_LIMIT:
             return BAD_ESCAPE
         if as_latent:
-            out[dst] = np.float32(symbol) + medians[channel]
+            out[dst] = np.float32(symbol) + median
         else:
             out[dst] = symbol
         k += 1
@@ -146,6 +152,11 @@ def decode_lane(
             if n == batch:
                 n = 0
                 channel += 1
+                if channel < channels:
+                    row = channel * width
+                    length = cdf_length[channel]
+                    shift = np.int64(offset[channel])
+                    median = medians[channel]
             dst = out_base + (n * channels + channel) * plane
     if state != STATE_LOW or pos != end:
         return NOT_AT_END
@@ -176,12 +187,13 @@ def decode_lanes(
     written to `out` (NCHW, flat); each lane's status code."""
     lanes = len(bounds) - 1
     status = np.zeros(lanes, np.int32)
+    flat = cdf.reshape(-1)
     for lane in numba.prange(lanes):
         first = lane * lane_size
         count = min(lane_size, total - first)
         status[lane] = _decode_lane_cpu(
             words, bounds[lane], bounds[lane + 1], first, count, per_channel, plane, channels,
-            cdf, cdf_length, offset, precision, medians, out, 0, as_latent,
+            flat, cdf.shape[1], cdf_length, offset, precision, medians, out, 0, as_latent,
         )  # fmt: skip
     return status
 
