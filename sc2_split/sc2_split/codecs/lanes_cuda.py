@@ -61,9 +61,8 @@ class GpuLanesDecoder:
         self._cdf_length = cuda.to_device(np.ascontiguousarray(tables.cdf_length))
         self._offset = cuda.to_device(np.ascontiguousarray(tables.offset))
         self._medians = cuda.to_device(np.ascontiguousarray(tables.medians))
-        self._pinned = cuda.pinned_array(0, np.uint8)
-        self._device = cuda.device_array(0, np.uint8)
-        self._status = cuda.pinned_array(0, np.int32)
+        # Allocated at the first batch (CUDA refuses empty pinned allocations), grown as needed.
+        self._pinned = self._device = self._status = None
         self._torch_stream = None
 
     def decode_into(
@@ -146,12 +145,12 @@ class GpuLanesDecoder:
 
     def _staging(self, size: int, frames: int) -> np.ndarray:
         """The pinned staging buffer of at least `size` bytes (and the device buffer it is copied to)."""
-        if self._pinned.size < size:
-            capacity = max(size, 2 * self._pinned.size)
+        if self._pinned is None or self._pinned.size < size:
+            capacity = max(size, 2 * (0 if self._pinned is None else self._pinned.size))
             self._pinned = cuda.pinned_array(capacity, np.uint8)
             self._device = cuda.device_array(capacity, np.uint8)
-        if self._status.size < frames:
-            self._status = cuda.pinned_array(max(frames, 2 * self._status.size), np.int32)
+        if self._status is None or self._status.size < frames:
+            self._status = cuda.pinned_array(max(frames, 64), np.int32)
         return self._pinned
 
 
