@@ -6,6 +6,7 @@ geometry are checked against this tail's model before anything is allocated or r
 
 import copy
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache
@@ -73,10 +74,14 @@ class TailPipeline:
         }
         self.gpu_decoder = None
         if tables is not None and self.device.type == "cuda":
-            from sc2_split.codecs.lanes_cuda import GpuLanesDecoder
+            try:
+                from sc2_split.codecs.lanes_cuda import GpuLanesDecoder
 
-            with torch.cuda.device(self.device):
-                self.gpu_decoder = GpuLanesDecoder(tables)
+                with torch.cuda.device(self.device):
+                    self.gpu_decoder = GpuLanesDecoder(tables)
+            except Exception as err:  # no numba-cuda, or no NVVM for it: the CPU decoder serves
+                message = f"entropy version 2 decodes on the CPU, the GPU decoder is unavailable: {err}"
+                warnings.warn(message, stacklevel=2)
         transform = model.transform
         self._min_size, self._max_size = transform.min_size[0], transform.max_size
         self._stride = transform.size_divisible
