@@ -113,21 +113,12 @@ def decode_lane(
         value = np.int64(lo)
         escape = length - 2
         if lo == escape:
+            # Bypass groups of 4 bits: the count (groups of 15 while they are 15), then the value's.
             groups = np.int64(0)
-            group = np.int64(BYPASS_MAX)
-            while group == BYPASS_MAX:
-                group = state & BYPASS_MAX
-                state >>= BYPASS_BITS
-                if state < STATE_LOW:
-                    if pos >= end:
-                        return OUT_OF_WORDS
-                    state = (state << WORD_BITS) | np.int64(words[pos])
-                    pos += 1
-                groups += group
-                if groups > MAX_BYPASS_GROUPS:
-                    return BAD_ESCAPE
+            read = np.int64(0)
+            counting = True
             raw = np.int64(0)
-            for j in range(groups):
+            while counting or read < groups:
                 group = state & BYPASS_MAX
                 state >>= BYPASS_BITS
                 if state < STATE_LOW:
@@ -135,7 +126,14 @@ def decode_lane(
                         return OUT_OF_WORDS
                     state = (state << WORD_BITS) | np.int64(words[pos])
                     pos += 1
-                raw |= group << (BYPASS_BITS * j)
+                if counting:
+                    groups += group
+                    if groups > MAX_BYPASS_GROUPS:
+                        return BAD_ESCAPE
+                    counting = group == BYPASS_MAX
+                else:
+                    raw |= group << (BYPASS_BITS * read)
+                    read += 1
             value = -(raw >> 1) - 1 if raw & 1 else (raw >> 1) + escape
         symbol = value + shift
         if symbol >= INT32_LIMIT or symbol < -INT32_LIMIT:
