@@ -27,7 +27,8 @@ def decode_varints(chunk: bytes, count: int, what: str) -> np.ndarray:
     if len(ends) != count or (ends[-1] + 1 if count else 0) != len(data):
         raise PayloadError(
             "corrupt",
-            f"{what} of {len(data)} bytes holds {len(ends)} whole values, expected exactly {count}",
+            f"{what} of {len(data)} bytes holds {len(ends)} whole values, expected exactly {count} "
+            "filling it",
         )
     if count == 0:
         return np.zeros(0, dtype=np.int64)
