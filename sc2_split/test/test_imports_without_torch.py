@@ -1,6 +1,6 @@
 """The robot's head, a bag tool or a served tail's client have no torch: importing and using the
 codecs (entropy coding on worker processes included), the frame types that cross processes and
-their ROS conversions must not load it."""
+their ROS conversions, and a tail node in client mode, must not load it."""
 
 import os
 import subprocess
@@ -79,10 +79,31 @@ assert not loaded, loaded
 print("ok")
 """
 
+# A tail node with a server_url set, serving two robots: no model, class names from the bundled head.
+CLIENT_MODE_SCRIPT = """
+import sys
 
-def run_without_torch(script: str, cwd: Path) -> None:
+import rclpy
+
+from sc2_split.head_metadata import HeadMetadata
+from sc2_split.bundled import BUNDLED_HEAD
+from sc2_split.ros.tail_node import TailNode
+
+rclpy.init(args=["--ros-args", "-p", "server_url:=localhost:9", "-p", "robots:=[robot1, robot2]"])
+node = TailNode()
+assert [link.namespace for link in node.served.links] == ["robot1", "robot2"]
+assert node.class_names == HeadMetadata.load(BUNDLED_HEAD).class_names and len(node.class_names) > 1
+node.destroy_node()
+rclpy.shutdown()
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "torchdistill"))
+assert not loaded, loaded
+print("ok")
+"""
+
+
+def run_without_torch(script: str, cwd: Path, env: dict[str, str] | None = None) -> None:
     """Runs `script` in a fresh interpreter, which prints "ok" when it found no torch loaded."""
-    env = dict(os.environ)
+    env = dict(env or os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
@@ -101,3 +122,9 @@ def test_frame_types_and_their_ros_conversions_work_without_importing_torch(tmp_
 
 def test_the_robot_side_nodes_rate_control_and_local_detector_import_without_torch(tmp_path: Path) -> None:
     run_without_torch(ROBOT_NODES_SCRIPT, tmp_path)
+
+
+def test_the_tail_node_in_client_mode_holds_no_model_and_imports_no_torch(
+    tmp_path: Path, ros_env: dict[str, str]
+) -> None:
+    run_without_torch(CLIENT_MODE_SCRIPT, tmp_path, ros_env)

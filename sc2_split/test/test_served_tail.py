@@ -26,6 +26,7 @@ def client_params(exported_head: dict[str, str], url: str, robots: list[str]) ->
     # Random weights score every class about equally: a zero threshold keeps their boxes.
     return tail_params(
         exported_head, server_url=url, robots=f"[{','.join(robots)}]", score_threshold=0.0,
+        metadata_file_path=exported_head["metadata_file_path"],
         max_detections=MAX_DETECTIONS, request_timeout=5.0,
     )  # fmt: skip
 

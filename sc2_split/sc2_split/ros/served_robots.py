@@ -4,10 +4,13 @@ Each robot namespace `ns` gets `ns/bottleneck` in and `ns/detections`, `ns/stats
 out, with its frames' own stamps and frame ids, and its own counters on /diagnostics (a status named
 `<node>/<ns>`). Every robot has its own bound on requests in flight, so a robot that floods the link
 takes no other robot's slots; a frame that finds its robot's slots taken is dropped and counted.
+Sequence numbers count per sender as in the in-process tail (sequence_gaps.py): a bottleneck this node
+rejects is unserved, one it sends has counted, whatever the server answers.
 """
 
 import threading
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from rclpy.node import Node
@@ -20,8 +23,10 @@ from sc2_split.ros.bottleneck_conversion import from_bottleneck
 from sc2_split.ros.detections_conversion import to_detection_array
 from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.latency_window import LatencyWindow
+from sc2_split.ros.senders import subscribe_with_sender
 from sc2_split.ros.stamps import ms_since
 from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, RESULTS_QOS
+from sc2_split.sequence_gaps import SequenceGaps
 from sc2_split.serving.client import RequestLostError, ServedTail
 from sc2_split.untrusted import bounded_line
 from sc2_split_msgs.msg import Bottleneck, SplitStats
@@ -43,7 +48,9 @@ class Publishing:
 class RobotLink:
     """One robot's topics, counters and requests."""
 
-    def __init__(self, node: Node, namespace: str, tail: ServedTail, publishing: Publishing) -> None:
+    def __init__(
+        self, node: Node, namespace: str, tail: ServedTail, publishing: Publishing, max_sequence_gap: int
+    ) -> None:
         self.node, self.tail, self.publishing = node, tail, publishing
         self.namespace = namespace.strip("/")
         prefix = f"{self.namespace}/" if self.namespace else ""
@@ -51,27 +58,30 @@ class RobotLink:
         self.stats_pub = node.create_publisher(SplitStats, f"{prefix}stats", RESULTS_QOS)
         label_info_pub = node.create_publisher(LabelInfo, f"{prefix}label_info", LABEL_INFO_QOS)
         label_info_pub.publish(publishing.label_info)
-        self.subscription = node.create_subscription(
-            Bottleneck, f"{prefix}bottleneck", self.on_bottleneck, BOTTLENECK_QOS
+        self.subscription = subscribe_with_sender(
+            node, Bottleneck, f"{prefix}bottleneck", self.on_bottleneck, BOTTLENECK_QOS
         )
         name = f"{node.get_fully_qualified_name()}/{self.namespace}" if self.namespace else ""
         self.diagnostics = CounterDiagnostics(node, self.namespace or "robot", ("rejected", "lost"), name)
         self.window = LatencyWindow()
         self._lock = threading.Lock()  # counters change on the executor's and gRPC's threads
-        self.frames = self.missed_frames = self.dropped_frames = self.failed = self.head_dropped_frames = 0
+        self.frames = self.dropped_frames = self.failed = 0
+        self.sequences = SequenceGaps(max_sequence_gap)
         self.rejected: Counter[str] = Counter()
         self.lost: Counter[str] = Counter()
-        self._last_sequence: int | None = None
         self._last_log: dict[str, float] = {}
 
-    def on_bottleneck(self, msg: Bottleneck) -> None:
+    def on_bottleneck(self, msg: Bottleneck, sender: Hashable) -> None:
         received = self.node.get_clock().now()
-        self.count_missed(msg.sequence)
         try:
             frame = from_bottleneck(msg)
         except PayloadError as exc:
+            with self._lock:
+                self.sequences.unserved(sender)
             self.count_rejected(exc)
             return
+        with self._lock:
+            self.sequences.observe(sender, msg.sequence, msg.head_dropped_frames)
         if not self.tail.submit(frame, lambda result: self.on_result(msg, received, result)):
             with self._lock:
                 self.dropped_frames += 1
@@ -116,13 +126,12 @@ class RobotLink:
             tail_ms=result.tail_ms,
             end_to_end_ms=ms_since(now, msg.header.stamp),
             head_dropped_frames=msg.head_dropped_frames,
-            tail_missed_frames=self.missed_frames,
+            tail_missed_frames=self.sequences.missed,
             tail_rejected=self.rejected.total(),
         )
         self.stats_pub.publish(stats)
         with self._lock:
             self.frames += 1
-            self.head_dropped_frames = msg.head_dropped_frames
         self.window.add(
             transport_ms=stats.transport_ms,
             request_ms=(now - received).nanoseconds / 1e6,
@@ -131,13 +140,6 @@ class RobotLink:
             end_to_end_ms=stats.end_to_end_ms,
             payload_bytes=stats.payload_bytes,
         )
-
-    def count_missed(self, sequence: int) -> None:
-        """Gaps in the head's sequence numbers are frames this node never saw; a lower number means
-        the head restarted."""
-        if self._last_sequence is not None and sequence > self._last_sequence:
-            self.missed_frames += sequence - self._last_sequence - 1
-        self._last_sequence = sequence
 
     def count_rejected(self, exc: PayloadError) -> None:
         with self._lock:
@@ -160,8 +162,11 @@ class RobotLink:
         with self._lock:
             return {
                 "frames": self.frames,
-                "head_dropped_frames": self.head_dropped_frames,
-                "missed_frames": self.missed_frames,
+                "head_dropped_frames": self.sequences.head_dropped_frames,
+                "missed_frames": self.sequences.missed,
+                "sequence_jumps": self.sequences.jumps,
+                "sequence_restarts": self.sequences.restarts,
+                "senders": self.sequences.senders,
                 "dropped_frames": self.dropped_frames,
                 "rejected": self.rejected.total(),
                 **{f"rejected_{reason}": n for reason, n in sorted(self.rejected.items())},
@@ -183,6 +188,7 @@ class ServedRobots:
         max_in_flight: int,
         timeout_s: float,
         summary_period_s: float,
+        max_sequence_gap: int,
     ) -> None:
         if len(set(robots)) != len(robots):
             raise ValueError(f"robots lists a namespace twice: {robots}")
@@ -190,7 +196,8 @@ class ServedRobots:
         self.summary_period_s = summary_period_s
         self.tails = [ServedTail(url, max_in_flight, timeout_s) for _ in robots]
         self.links = [
-            RobotLink(node, ns, tail, publishing) for ns, tail in zip(robots, self.tails, strict=True)
+            RobotLink(node, ns, tail, publishing, max_sequence_gap)
+            for ns, tail in zip(robots, self.tails, strict=True)
         ]
         node.create_timer(summary_period_s, self.log_summary)
         topics = ", ".join(link.subscription.topic_name for link in self.links)

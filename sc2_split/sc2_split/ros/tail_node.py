@@ -26,27 +26,26 @@ from typing import TYPE_CHECKING
 import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
 from rclpy.node import Node
-from rclpy.subscription import MessageInfo, Subscription
 from rclpy.time import Time
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo, VisionClass
 
-from sc2_split.bundled import DEMO_CHECKPOINT
+from sc2_split.bundled import BUNDLED_HEAD, DEMO_CHECKPOINT
 from sc2_split.codecs.payload import PayloadError
 from sc2_split.frames import Detections
 from sc2_split.geometry import ImageGeometry
-from sc2_split.models.config import config_path, load_class_names
+from sc2_split.head_metadata import HeadMetadata
 from sc2_split.ros.bottleneck_conversion import from_bottleneck
 from sc2_split.ros.detections_conversion import to_detection_array
 from sc2_split.ros.diagnostics import CounterDiagnostics
 from sc2_split.ros.latency_window import LatencyWindow
 from sc2_split.ros.newest_wins import NewestWinsWorker
 from sc2_split.ros.parameters import SUMMARY_PERIOD, Param, declare_parameters
+from sc2_split.ros.senders import subscribe_with_sender
 from sc2_split.ros.spin import spin_node
 from sc2_split.ros.stamps import ms_since
 from sc2_split.ros.topics import BOTTLENECK_QOS, LABEL_INFO_QOS, RESULTS_QOS
 from sc2_split.sequence_gaps import SequenceGaps
-from sc2_split.tail import TailPipeline
 from sc2_split.untrusted import bounded_line, plausible_ms, saturating_add
 from sc2_split_msgs.msg import Bottleneck, SplitStats
 
@@ -81,6 +80,11 @@ PARAMETERS = {
         "",
         "host:port of a Triton server's gRPC endpoint serving this model (ros2 run sc2_split tail_server); "
         "empty: the tail runs in this process",
+    ),
+    "metadata_file_path": Param(
+        "",
+        "with server_url: the robots' head.json (python -m sc2_split.export), whose class names "
+        "label_info carries; empty: the bundled head's",
     ),
     "robots": Param(
         [""],
@@ -132,6 +136,8 @@ class TailNode(Node):
         if p["server_url"]:
             self.serve_remotely(p)
             return
+        from sc2_split.tail import TailPipeline  # torch: a client holds no model
+
         self.pipeline = TailPipeline.from_config(
             p["model_config"], p["checkpoint"], p["model_name"], p["device"], p["decode_workers"]
         )
@@ -154,10 +160,9 @@ class TailNode(Node):
         label_info_pub = self.create_publisher(LabelInfo, "label_info", LABEL_INFO_QOS)
         label_info_pub.publish(self.label_info())
         self.network = NewestWinsWorker(self.detect, self.count_failure, name="tail_network")
-        # rclpy hands a two-argument callback the MessageInfo (the publisher's GID) since Iron; on
-        # Humble every bottleneck counts as one sender.
-        callback = self.on_bottleneck if hasattr(Subscription, "CallbackType") else self._on_bottleneck_humble
-        self.subscription = self.create_subscription(Bottleneck, "bottleneck", callback, BOTTLENECK_QOS)
+        self.subscription = subscribe_with_sender(
+            self, Bottleneck, "bottleneck", self.on_bottleneck, BOTTLENECK_QOS
+        )
         self.diagnostics = CounterDiagnostics(self, self.model_id, warn_on=("rejected", "failed"))
         self.frames = 0
         self.summary_period_s = p["summary_period"]
@@ -172,14 +177,15 @@ class TailNode(Node):
         )
 
     def serve_remotely(self, p: dict) -> None:
-        """A thin client of the tail on the Triton server at `server_url`, for every robot listed."""
+        """A thin client of the tail on the Triton server at `server_url`, for every robot listed: no
+        model and no torch, the class names from the head's metadata."""
         from sc2_split.ros.served_robots import Publishing, ServedRobots  # tritonclient only here
 
-        self.class_names = load_class_names(config_path(p["model_config"]))
+        self.class_names = HeadMetadata.load(p["metadata_file_path"] or BUNDLED_HEAD).class_names
         publishing = Publishing(self.score_threshold, p["max_detections"], self.label_info())
         self.served = ServedRobots(
             self, p["server_url"], list(p["robots"]), publishing, p["max_in_flight"], p["request_timeout"],
-            p["summary_period"],
+            p["summary_period"], p["max_sequence_gap"],
         )  # fmt: skip
 
     def destroy_node(self) -> None:
@@ -208,15 +214,11 @@ class TailNode(Node):
     def head_dropped_frames(self) -> int:
         return self.sequences.head_dropped_frames
 
-    def on_bottleneck(self, msg: Bottleneck, info: MessageInfo | None) -> None:
+    def on_bottleneck(self, msg: Bottleneck, sender: bytes) -> None:
         """Decoding stage, on the executor's thread: a checked, decoded latent for the network stage."""
-        gid = (info or {}).get("publisher_gid") or {}
-        frame = self.admit(msg, bytes(gid.get("data", b"")), self.get_clock().now())
+        frame = self.admit(msg, sender, self.get_clock().now())
         if frame is not None:
             self.network.put(frame)
-
-    def _on_bottleneck_humble(self, msg: Bottleneck) -> None:
-        self.on_bottleneck(msg, None)
 
     def admit(self, msg: Bottleneck, sender: Hashable, received: Time) -> DecodedFrame | None:
         """The decoded frame of a bottleneck from `sender` received at `received`, or None if it was
