@@ -1,14 +1,17 @@
-"""`tail_server` as a child process, for the tests and the benchmarks: started on free ports, ready
-once Triton says so, stopped with Ctrl-C (SIGINT) as a user would. Without ROS, so that a GPU machine
-with no ROS can run the fleet benchmark."""
+"""`tail_server`, or the PyTriton wheel's `tritonserver` on a written model repository, as a child
+process, for the tests and the benchmarks: started on free ports, ready once Triton says so, stopped
+with Ctrl-C (SIGINT) as a user would. Without ROS, so that a GPU machine with no ROS can run the
+fleet benchmark."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +47,46 @@ class ServerPorts:
         ]
 
 
+def libpython_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with this interpreter's library folder first on LD_LIBRARY_PATH: Triton's Python backend
+    stub loads libpython from there, and the system's (another build) fails every model's load
+    (`_thread.RLock ... _recursion_count`)."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    paths = [p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p]
+    if not libdir or libdir in paths:
+        return dict(env)
+    return {**env, "LD_LIBRARY_PATH": ":".join([libdir, *paths])}
+
+
 def tail_server_command(args: Sequence[str], ports: ServerPorts) -> list[str]:
     return [sys.executable, "-m", "sc2_split.serving.server", *args, *ports.args()]
+
+
+def wheel_tritonserver_command(
+    repository: Path, ports: ServerPorts, workdir: Path, env: Mapping[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """(command, environment) of the `tritonserver` binary shipped in the PyTriton wheel serving
+    `repository`, as PyTriton itself starts it: the Python backend, with this Python version's stub,
+    copied into `workdir`, and the wheel's libraries on LD_LIBRARY_PATH."""
+    from pytriton.utils.distribution import get_libs_path, get_root_module_path, get_stub_path
+
+    dist = get_root_module_path() / "tritonserver"
+    backends = workdir / "backends"
+    shutil.copytree(dist / "backends", backends, dirs_exist_ok=True)
+    shutil.copy(get_stub_path(f"{sys.version_info[0]}.{sys.version_info[1]}"), backends / "python")
+    command = [
+        str(dist / "bin" / "tritonserver"),
+        "--model-repository",
+        str(repository),
+        "--backend-directory",
+        str(backends),
+        # Shared memory of its own: another server's stubs on this machine use the default names.
+        f"--backend-config=python,shm-region-prefix-name=sc2_{os.getpid()}_{ports.grpc}_",
+        *ports.args(),
+    ]
+    env = libpython_env(env)
+    env["LD_LIBRARY_PATH"] += f":{get_libs_path()}"
+    return command, env
 
 
 @contextmanager
@@ -59,9 +100,23 @@ def tail_server_process(
 ) -> Iterator[subprocess.Popen]:
     """`tail_server ARGS` running until the block ends, entered once Triton and the `models` it serves
     (Triton names: `protocol.triton_model_name`) are ready."""
+    with server_process(tail_server_command(args, ports), ports, env, log, models, timeout_s) as process:
+        yield process
+
+
+@contextmanager
+def server_process(
+    command: list[str],
+    ports: ServerPorts,
+    env: Mapping[str, str],
+    log: Path,
+    models: Sequence[str] = (),
+    timeout_s: float = 300.0,
+) -> Iterator[subprocess.Popen]:
+    """A Triton server's `command` running until the block ends, entered once it and its `models` are
+    ready on `ports`."""
     with log.open("w") as out:
         # A session of its own, so that `kill_server` takes Triton's own process down with it.
-        command = tail_server_command(args, ports)
         process = subprocess.Popen(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )

@@ -2,12 +2,19 @@
 several GPUs, several servers behind one address):
 
     <repository>/<model name>/config.pbtxt   tensors, dynamic batching, queue policy, instance groups
-    <repository>/<model name>/1/model.py     imports serving/python_backend.py (sc2_split installed)
+    <repository>/<model name>/1/model.py     imports serving/python_backend.py
 
 The model name follows from the model id, as the clients derive it. Bundled config and checkpoint
 names resolve wherever sc2_split is installed; a .pt path must exist where the server runs.
+
+model.py finds sc2_split where the Python running the backend stub has it installed (NVIDIA's
+container: pip install it there). Failing that, and only under the Python version that wrote it, it
+looks where the writer found its packages (sc2_split's root, the venv's site-packages): the stub of
+a tritonserver beside the writer, e.g. the PyTriton wheel's, embeds that Python's libpython but not
+its venv.
 """
 
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,8 +29,27 @@ _TYPES = {np.bytes_: "TYPE_STRING", np.int32: "TYPE_INT32", np.int64: "TYPE_INT6
 
 MODEL_PY = '''"""sc2_split's served tail (Python backend), from `tail_server --write-repository`."""
 
-from sc2_split.serving.python_backend import TritonPythonModel  # noqa: F401
+import importlib.util
+import os
+import sys
+
+# Where the writer (Python {version}) found sc2_split and its requirements: searched only by the same
+# Python version, and only where sc2_split is not installed (a folder named sc2_split on the path, e.g.
+# the source tree's, is a namespace package without an origin, not the package).
+WRITER_PATH = {path!r}
+installed = importlib.util.find_spec("sc2_split")
+if (installed is None or installed.origin is None) and sys.version_info[:2] == {version_info!r}:
+    sys.path[:0] = [p for p in WRITER_PATH if os.path.isdir(p) and p not in sys.path]
+
+from sc2_split.serving.python_backend import TritonPythonModel  # noqa: E402, F401
 '''
+
+
+def model_py() -> str:
+    """The model.py of every model: this interpreter's search path, for a stub that lacks it."""
+    path = [p for p in sys.path if p and Path(p).is_dir()]
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    return MODEL_PY.format(version=version, version_info=tuple(sys.version_info[:2]), path=path)
 
 
 def write_repository(
@@ -43,7 +69,7 @@ def write_repository(
         name = triton_model_name(model_id)
         directory = Path(repository) / name
         (directory / "1").mkdir(parents=True, exist_ok=True)
-        (directory / "1" / "model.py").write_text(MODEL_PY)
+        (directory / "1" / "model.py").write_text(model_py())
         parameters = {
             "model_config": model.model_config,
             "checkpoint": model.checkpoint,

@@ -12,11 +12,11 @@ model repository for a standalone `tritonserver` instead (serving/repository.py)
 import argparse
 import logging
 import os
-import sysconfig
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sc2_split.bundled import DEMO_CHECKPOINT
+from sc2_split.serving.process import libpython_env
 from sc2_split.serving.protocol import INPUT_TENSORS, OUTPUT_TENSORS, triton_model_name
 from sc2_split.serving.tail_model import BatchedTail
 from sc2_split.tail import TailPipeline
@@ -49,15 +49,6 @@ class Batching:
     max_queue: int = 128
 
 
-def python_backend_env() -> None:
-    """Points the Python backend's stub at this interpreter's libpython: otherwise it loads the
-    system's, and every model fails to load (`_thread.RLock ... _recursion_count`)."""
-    libdir = sysconfig.get_config_var("LIBDIR")
-    paths = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p]
-    if libdir and libdir not in paths:
-        os.environ["LD_LIBRARY_PATH"] = ":".join([libdir, *paths])
-
-
 def serve(
     models: Sequence[ServedModel],
     devices: Sequence[str],
@@ -68,7 +59,7 @@ def serve(
 ) -> None:
     """Serves until SIGINT or SIGTERM: one instance of each model per device, each with `workers`
     entropy decoding processes."""
-    python_backend_env()
+    os.environ.update(libpython_env(os.environ))  # for the tritonserver PyTriton starts
     from pytriton.decorators import batch
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor, TimeoutAction
     from pytriton.triton import Triton, TritonConfig

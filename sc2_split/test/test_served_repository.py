@@ -1,0 +1,54 @@
+"""The model repository that `tail_server --write-repository` writes, served by a standalone
+`tritonserver` (the PyTriton wheel's binary, on the CPU): its Python backend finds sc2_split, and a
+bottleneck gets the in-process tail's detections; a truncated one its own rejection."""
+
+import os
+import queue
+from pathlib import Path
+
+import numpy as np
+from sc2_split.codecs.payload import PayloadError
+from sc2_split.frames import Detections
+from sc2_split.head_metadata import HeadMetadata
+from sc2_split.ros.bottleneck_conversion import from_bottleneck
+from sc2_split.serving.client import ServedTail
+from sc2_split.serving.process import ServerPorts, server_process, wheel_tritonserver_command
+from sc2_split.serving.protocol import triton_model_name
+from sc2_split.serving.server import main as tail_server
+from sc2_split.tail import TailPipeline
+from served_fixtures import copy_bottleneck, record_bottlenecks
+
+
+def test_a_written_repository_serves_the_in_process_tails_detections_under_tritonserver(
+    exported_head: dict[str, str], tmp_path: Path
+) -> None:
+    (msg,) = record_bottlenecks(exported_head, 1)
+    truncated = copy_bottleneck(msg)
+    truncated.data = truncated.data[:-10]
+    config, checkpoint = exported_head["model_config"], exported_head["checkpoint"]
+    repository = tmp_path / "models"
+    assert tail_server(["--write-repository", str(repository), "--model", f"{config}:{checkpoint}"]) == 0
+    name = triton_model_name(HeadMetadata.load(exported_head["metadata_file_path"]).model_id)
+    assert (repository / name / "config.pbtxt").is_file()
+
+    ports = ServerPorts.free()
+    command, env = wheel_tritonserver_command(repository, ports, tmp_path / "triton", os.environ)
+    answers: queue.Queue = queue.Queue()
+    with server_process(command, ports, env, tmp_path / "tritonserver.log", [name]):
+        tail = ServedTail(ports.url, timeout_s=120.0)
+        try:
+            assert tail.submit(from_bottleneck(msg), answers.put)
+            got = answers.get(timeout=180)
+            assert tail.submit(from_bottleneck(truncated), answers.put)
+            rejected = answers.get(timeout=180)
+        finally:
+            tail.close()
+
+    assert isinstance(got, Detections), (tmp_path / "tritonserver.log").read_text()[-4000:]
+    with TailPipeline.from_config(config, checkpoint) as local:
+        want = local(from_bottleneck(msg))
+    assert len(got.scores) == len(want.scores) > 0
+    np.testing.assert_allclose(got.boxes, want.boxes, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(got.scores, want.scores, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(got.labels, want.labels)
+    assert isinstance(rejected, PayloadError) and rejected.reason == "truncated", rejected
