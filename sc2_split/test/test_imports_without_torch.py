@@ -89,9 +89,10 @@ from sc2_split.head_metadata import HeadMetadata
 from sc2_split.bundled import BUNDLED_HEAD
 from sc2_split.ros.tail_node import TailNode
 
-rclpy.init(args=["--ros-args", "-p", "server_url:=localhost:9", "-p", "robots:=[robot1, robot2]"])
+rclpy.init(args=["--ros-args", "-p", "server_url:=localhost:9", "-p", "robots:=[robot1, robot2]",
+             "-p", "discover_robots:=true"])
 node = TailNode()
-assert [link.namespace for link in node.served.links] == ["robot1", "robot2"]
+assert [link.namespace for link in node.served.links.values()] == ["robot1", "robot2"]
 assert node.class_names == HeadMetadata.load(BUNDLED_HEAD).class_names and len(node.class_names) > 1
 node.destroy_node()
 rclpy.shutdown()

@@ -151,3 +151,38 @@ def test_a_malformed_payload_fails_alone_and_a_server_restart_costs_only_counted
     assert "lost a frame (" in log, log
     lost = {n: camera.counter(f"/tail/{n}", "lost") for n in names}
     assert all(1 <= n <= 4 + 10 for n in lost.values()), lost
+
+
+def test_robots_found_publishing_bottlenecks_are_served_up_to_max_robots(
+    exported_head: dict[str, str], camera: Camera, ros_env: dict[str, str], tmp_path: Path
+) -> None:
+    (good,) = record_bottlenecks(exported_head, 1)
+    ports = ServerPorts.free()
+    params = client_params(exported_head, ports.url, ["robot1"]) | {
+        "discover_robots": "true",
+        "max_robots": 2,
+    }
+    tail_log = tmp_path / "tail.log"
+    with ExitStack() as stack:
+        stack.enter_context(served_model(exported_head, ports, ros_env, tmp_path / "server.log", 0))
+        tail = stack.enter_context(node_process("tail_node", "tail.yaml", params, ros_env, tail_log))
+        listed = Robot(camera, "robot1")
+        wait_for_tail(camera, [listed])
+        # robot2 starts publishing later: the tail finds it and serves it in its namespace.
+        found = Robot(camera, "robot2")
+        wait_for_tail(camera, [found])
+        send_round(camera, [listed, found], [good, good], stamp_sec=1)
+        # robot3 is one more than max_robots: found, logged, never served.
+        refused = Robot(camera, "robot3")
+        camera.spin_until(lambda: "not serving /robot3/bottleneck" in tail_log.read_text(), "the refusal")
+        refused.publish(good, 2)
+        camera.spin_for(2.0)
+        assert not refused.label_info and not refused.detections
+        assert refused.publisher.get_subscription_count() == 0
+        tail.send_signal(signal.SIGINT)
+        assert tail.wait(timeout=30) == 0, tail_log.read_text()
+
+    log = tail_log.read_text()
+    assert "serving robot2 (discovered /robot2/bottleneck), 2 robots" in log, log
+    assert "robot1 (discovered" not in log, log
+    assert [r.detections[0].header.frame_id for r in (listed, found)] == ["robot1_camera", "robot2_camera"]

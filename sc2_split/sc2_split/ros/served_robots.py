@@ -34,6 +34,10 @@ from sc2_split_msgs.msg import Bottleneck, SplitStats
 # Each robot's lost requests and rejections are logged at most this often (a dead server loses every
 # frame of every robot).
 LOG_PERIOD_S = 5.0
+# With discovery, how often the graph is searched for robots publishing bottlenecks.
+DISCOVERY_PERIOD_S = 1.0
+TOPIC = "bottleneck"
+BOTTLENECK_TYPE = "sc2_split_msgs/msg/Bottleneck"
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class RobotLink:
         label_info_pub = node.create_publisher(LabelInfo, f"{prefix}label_info", LABEL_INFO_QOS)
         label_info_pub.publish(publishing.label_info)
         self.subscription = subscribe_with_sender(
-            node, Bottleneck, f"{prefix}bottleneck", self.on_bottleneck, BOTTLENECK_QOS
+            node, Bottleneck, f"{prefix}{TOPIC}", self.on_bottleneck, BOTTLENECK_QOS
         )
         name = f"{node.get_fully_qualified_name()}/{self.namespace}" if self.namespace else ""
         self.diagnostics = CounterDiagnostics(node, self.namespace or "robot", ("rejected", "lost"), name)
@@ -177,7 +181,10 @@ class RobotLink:
 
 
 class ServedRobots:
-    """Every robot of a tail node whose tail runs on the Triton server at `url`."""
+    """Every robot of a tail node whose tail runs on the Triton server at `url`: those of `robots`
+    from the start and, with `discover`, each namespace under the node's that publishes a
+    `<ns>/bottleneck` (sc2_split_msgs/Bottleneck), found every DISCOVERY_PERIOD_S; at most
+    `max_robots` in all, each added once."""
 
     def __init__(
         self,
@@ -189,28 +196,79 @@ class ServedRobots:
         timeout_s: float,
         summary_period_s: float,
         max_sequence_gap: int,
+        discover: bool = False,
+        max_robots: int = 64,
     ) -> None:
         if len(set(robots)) != len(robots):
             raise ValueError(f"robots lists a namespace twice: {robots}")
-        self.node = node
+        if len(robots) > max_robots:
+            raise ValueError(f"robots lists {len(robots)} namespaces, max_robots is {max_robots}")
+        self.node, self.url, self.publishing = node, url, publishing
+        self.max_in_flight, self.timeout_s, self.max_sequence_gap = max_in_flight, timeout_s, max_sequence_gap
+        self.max_robots = max_robots
         self.summary_period_s = summary_period_s
-        self.tails = [ServedTail(url, max_in_flight, timeout_s) for _ in robots]
-        self.links = [
-            RobotLink(node, ns, tail, publishing, max_sequence_gap)
-            for ns, tail in zip(robots, self.tails, strict=True)
-        ]
+        # By the resolved bottleneck topic, so that a listed robot is not discovered again.
+        self.links: dict[str, RobotLink] = {}
+        self.refused = 0  # discovered namespaces not served: max_robots reached
+        self._last_refusal_log = -LOG_PERIOD_S
+        for namespace in robots:
+            self.add(namespace)
         node.create_timer(summary_period_s, self.log_summary)
-        topics = ", ".join(link.subscription.topic_name for link in self.links)
+        topics = ", ".join(self.links) or "none yet"
+        found = f"; every {DISCOVERY_PERIOD_S:g} s, robots found publishing */{TOPIC}" if discover else ""
         node.get_logger().info(
-            f"tail served by {url}, {max_in_flight} requests in flight per robot; bottlenecks from {topics}"
+            f"tail served by {url}, {max_in_flight} requests in flight per robot, at most {max_robots} "
+            f"robots; bottlenecks from {topics}{found}"
         )
+        if discover:
+            node.create_timer(DISCOVERY_PERIOD_S, self.discover)
+
+    def add(self, namespace: str) -> RobotLink:
+        tail = ServedTail(self.url, self.max_in_flight, self.timeout_s)
+        link = RobotLink(self.node, namespace, tail, self.publishing, self.max_sequence_gap)
+        self.links[link.subscription.topic_name] = link
+        return link
+
+    def discover(self) -> None:
+        """Adds the robots that publish bottlenecks under this node's namespace and are not served yet."""
+        base = self.node.get_namespace().rstrip("/")
+        for topic, types in self.node.get_topic_names_and_types():
+            if topic in self.links or BOTTLENECK_TYPE not in types or not topic.endswith(f"/{TOPIC}"):
+                continue
+            namespace = topic.removesuffix(f"/{TOPIC}")
+            if not (namespace == base or namespace.startswith(f"{base}/")) or not self.node.count_publishers(
+                topic
+            ):
+                continue
+            if len(self.links) >= self.max_robots:
+                self.refuse(topic)
+                continue
+            link = self.add(namespace.removeprefix(base))
+            self.node.get_logger().info(
+                bounded_line(
+                    f"serving {link.namespace or 'robot'} (discovered {topic}), {len(self.links)} robots"
+                )
+            )
+
+    def refuse(self, topic: str) -> None:
+        """A robot found past max_robots: not served, counted, logged at most every LOG_PERIOD_S."""
+        self.refused += 1
+        now = self.node.get_clock().now().nanoseconds / 1e9
+        if now - self._last_refusal_log >= LOG_PERIOD_S:
+            self._last_refusal_log = now
+            self.node.get_logger().warning(
+                bounded_line(
+                    f"not serving {topic}: max_robots ({self.max_robots}) reached ({self.refused} refusals "
+                    "so far, counted again at each discovery)"
+                )
+            )
 
     def close(self) -> None:
-        for tail in self.tails:
-            tail.close()
+        for link in self.links.values():
+            link.tail.close()
 
     def log_summary(self) -> None:
-        for link in self.links:
+        for link in self.links.values():
             counters = link.counters()
             link.diagnostics.publish(counters, f"served by {link.tail.url}")
             frames, summary = link.window.take()

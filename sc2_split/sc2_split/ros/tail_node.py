@@ -91,6 +91,14 @@ PARAMETERS = {
         "with server_url: robot namespaces to serve, relative to this node's (robot1, robot2, ...); each "
         "gets <ns>/bottleneck in and <ns>/detections, <ns>/stats, <ns>/label_info out; '': its own",
     ),
+    "discover_robots": Param(
+        False,
+        "with server_url: also serve each namespace under this node's found publishing <ns>/bottleneck "
+        "(searched every second), besides those of robots",
+    ),
+    "max_robots": Param(
+        64, "with server_url: most robots served, listed and discovered; more are logged", bounds=(1, 4096)
+    ),
     "max_in_flight": Param(4, "with server_url: most requests out at once per robot", bounds=(1, 1024)),
     "request_timeout": Param(
         2.0, "with server_url: seconds before an unanswered request counts as lost", bounds=(0.01, 600.0)
@@ -185,7 +193,7 @@ class TailNode(Node):
         publishing = Publishing(self.score_threshold, p["max_detections"], self.label_info())
         self.served = ServedRobots(
             self, p["server_url"], list(p["robots"]), publishing, p["max_in_flight"], p["request_timeout"],
-            p["summary_period"], p["max_sequence_gap"],
+            p["summary_period"], p["max_sequence_gap"], p["discover_robots"], p["max_robots"],
         )  # fmt: skip
 
     def destroy_node(self) -> None:
