@@ -8,7 +8,9 @@ no ROS in between, so that the figures are the tail's.
 
 Per row: aggregate frames/s answered, per-robot request latency p50/p99 (send to detections, the
 worst robot's), frames dropped or lost, GPU memory in use on the device and edge CPU (cores busy in
-the tail processes or the server's process tree).
+the tail processes, or in the server's process tree and, apart, in the robots' clients, which a tail
+node in client mode runs on the edge). `--table FILE...` prints the rows of JSON files as markdown,
+with what each added robot costs in GPU memory and edge CPU.
 """
 
 import argparse
@@ -26,13 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-import torch
-
-from sc2_split.benchmarks.models import prepare
-from sc2_split.data import sample_frames
-from sc2_split.frames import CodedFrame
-from sc2_split.models.build import build_detector, save_checkpoint
-from sc2_split.models.config import bundled_config_path, load_model_config
 
 RATE_HZ = 30.0
 HEIGHT, WIDTH = 480, 640
@@ -51,23 +46,29 @@ class RobotReport:
 def record(spec: str, codec: str, count: int, out: Path) -> tuple[str, Path]:
     """(model spec with a checkpoint every process loads, pickled coded frames). Random weights are
     saved once, so that head, server and tails agree on the model id."""
+    # Here and in the in-process tails only: the robot processes, which import this module anew,
+    # stay as light as a tail node's client.
+    import torch
+
+    from sc2_split.data import sample_frames
+    from sc2_split.frames import CodedFrame
+    from sc2_split.models.build import build_detector, model_id, save_checkpoint
+    from sc2_split.models.config import bundled_config_path, checkpoint_path, load_model_config
+    from sc2_split.models.split import Head, image_geometry
+    from sc2_split.tail import TailPipeline
+
     name, _, checkpoint = spec.partition(":")
     if not checkpoint:
         torch.manual_seed(0)
         checkpoint = str(out / f"{name}.pt")
         save_checkpoint(build_detector(load_model_config(bundled_config_path(name))), checkpoint)
-    bench = prepare(f"{name}:{checkpoint}", HEIGHT, WIDTH)
-    metadata = bench.files.metadata
-    from sc2_split.tail import TailPipeline
-
-    with torch.inference_mode(), TailPipeline(bench.model, metadata.model_id) as tail:
+    model = build_detector(load_model_config(bundled_config_path(name)), checkpoint_path(checkpoint))
+    geometry = image_geometry(model, HEIGHT, WIDTH)
+    head, identity = Head(model, geometry).eval(), model_id(name, model)
+    with torch.inference_mode(), TailPipeline(model, identity) as tail:
         coder = tail.codecs[codec]
         frames = [
-            CodedFrame(
-                coder.encode(bench.files.head(torch.from_numpy(f)).numpy()),
-                metadata.geometry,
-                metadata.model_id,
-            )
+            CodedFrame(coder.encode(head(torch.from_numpy(f)).numpy()), geometry, identity)
             for f in sample_frames(HEIGHT, WIDTH, count)
         ]
     path = out / f"{name}_{codec}.pkl"
@@ -197,7 +198,13 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
 
 
 def summarize(
-    mode: str, robots: int, reports: list[dict], seconds: float, cpu_s: float, gpu_mib: float
+    mode: str,
+    robots: int,
+    reports: list[dict],
+    seconds: float,
+    cpu_s: float,
+    gpu_mib: float,
+    client_cpu_s: float = float("nan"),
 ) -> dict:
     p50 = [float(np.percentile(r["latencies_ms"], 50)) for r in reports if r["latencies_ms"]]
     p99 = [float(np.percentile(r["latencies_ms"], 99)) for r in reports if r["latencies_ms"]]
@@ -213,6 +220,7 @@ def summarize(
         "lost": sum(r["lost"] for r in reports),
         "lost_reasons": dict(sum((Counter(r["lost_reasons"]) for r in reports), Counter())),
         "edge_cpu_cores": cpu_s / seconds,
+        "client_cpu_cores": client_cpu_s / seconds,
         "gpu_memory_mib": gpu_mib,
     }
 
@@ -220,6 +228,7 @@ def summarize(
 def start_together(procs: list, ready, starts: list) -> float:
     """Starts the robot processes; once all are ready, the time they all begin at."""
     for p in procs:
+        p.daemon = True  # gone with this process, also when it is interrupted
         p.start()
     for _ in procs:
         if not ready.acquire(timeout=600):
@@ -273,26 +282,65 @@ def run_served(
         for s in starts
     ]
     start_at = start_together(procs, ready, starts)
+    clients = [psutil.Process(p.pid) for p in procs]
     time.sleep(max(0.0, start_at + warmup - time.time()))
-    cpu0 = cpu_seconds([server])
+    cpu0, client0 = cpu_seconds([server]), cpu_seconds(clients)
     time.sleep(seconds * 0.8)
     gpu = gpu_memory_mib()
     time.sleep(max(0.0, start_at + warmup + seconds - time.time()))
-    cpu1 = cpu_seconds([server])
+    cpu1, client1 = cpu_seconds([server]), cpu_seconds(clients)
     reports = [queue.get(timeout=600) for _ in procs]
     for p in procs:
         p.join(timeout=60)
-    return summarize("served", robots, reports, seconds, cpu1 - cpu0, gpu)
+    return summarize("served", robots, reports, seconds, cpu1 - cpu0, gpu, client1 - client0)
+
+
+def per_added_robot(rows: list[dict], key: str) -> list[float]:
+    """What each robot added costs in `key` (GPU memory, edge CPU), from one setting to the next of
+    the same mode; NaN for the first."""
+    costs, last = [], {}
+    for row in rows:
+        before = last.get(row["mode"])
+        costs.append(
+            (row[key] - before[key]) / (row["robots"] - before["robots"])
+            if before and row["robots"] > before["robots"]
+            else float("nan")
+        )
+        last[row["mode"]] = row
+    return costs
+
+
+def markdown_table(results: list[dict]) -> str:
+    """The rows of fleet results (one JSON each) as a markdown table, machine and model named."""
+    lines = [
+        "| machine | model | mode | robots | frames/s (offered) | p50 / p99 ms | dropped / lost "
+        "| edge CPU cores (+ clients) | per added robot: CPU cores, GPU MiB | GPU MiB in use |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        rows = result["rows"]
+        cpu = per_added_robot(rows, "edge_cpu_cores")
+        gpu = per_added_robot(rows, "gpu_memory_mib")
+        for row, dcpu, dgpu in zip(rows, cpu, gpu, strict=True):
+            clients = row.get("client_cpu_cores", float("nan"))
+            lines.append(
+                f"| {result['machine']} | {result['model']} ({result['codec']}) | {row['mode']} "
+                f"| {row['robots']} | {row['fps']:.0f} ({row['offered_fps']:.0f}) "
+                f"| {row['p50_ms']:.1f} / {row['p99_ms_worst_robot']:.1f} | {row['dropped']} / {row['lost']} "
+                f"| {row['edge_cpu_cores']:.2f}{'' if clients != clients else f' (+ {clients:.2f})'} "
+                f"| {dcpu:.3f}, {dgpu:.0f} | {row['gpu_memory_mib']:.0f} |"
+            )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="CONFIG[:CHECKPOINT]; random weights without one")
+    parser.add_argument("--model", help="CONFIG[:CHECKPOINT]; random weights without one")
     parser.add_argument("--codec", default="entropy", help="codec of the recorded frames")
     parser.add_argument("--robots", type=int, nargs="+", default=[1, 4, 16, 32])
     parser.add_argument("--in-process-robots", type=int, nargs="*", help="default: --robots")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", default="fp16" if torch.cuda.is_available() else "fp32")
+    parser.add_argument("--device", help="default: cuda where there is one, else cpu")
+    parser.add_argument("--precision", help="default: fp16 on cuda, fp32 on cpu")
     parser.add_argument("--instances", type=int, default=2, help="served model instances on the device")
     parser.add_argument("--decode-workers", type=int, default=0)
     parser.add_argument("--max-batch", type=int, default=32)
@@ -302,18 +350,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--machine", default="")
     parser.add_argument("--json", type=Path, help="rows written after each one")
+    parser.add_argument(
+        "--table", type=Path, nargs="+", metavar="JSON", help="print these results as markdown"
+    )
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table([json.loads(path.read_text()) for path in args.table]))
+        return 0
+    if not args.model:
+        parser.error("--model is required")
+    import torch
+
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.precision = args.precision or ("fp16" if args.device.startswith("cuda") else "fp32")
     from sc2_split.serving.process import ServerPorts, tail_server_process
     from sc2_split.serving.protocol import triton_model_name
 
     out = Path(tempfile.mkdtemp(prefix="fleet-"))
     spec, frames = record(args.model, args.codec, 8, out)
-    model_id = pickle.loads(frames.read_bytes())[0].model_id
+    served_name = triton_model_name(pickle.loads(frames.read_bytes())[0].model_id)
     result = {
         "machine": args.machine,
         "model": args.model,
         "codec": args.codec,
-        "settings": vars(args) | {"json": str(args.json)},
+        "settings": vars(args) | {"json": str(args.json), "table": None},
+        "gpu_memory_idle_mib": gpu_memory_mib(),
         "rows": [],
     }
 
@@ -323,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['mode']:>10} {row['robots']:>3} robots: {row['fps']:7.1f} frames/s of "
             f"{row['offered_fps']:.0f}, p50 {row['p50_ms']:6.1f} ms, p99 {row['p99_ms_worst_robot']:6.1f} "
             f"ms, dropped {row['dropped']}, lost {row['lost']} {row['lost_reasons'] or ''}, edge CPU "
-            f"{row['edge_cpu_cores']:.2f} cores, GPU {row['gpu_memory_mib']:.0f} MiB",
+            f"{row['edge_cpu_cores']:.2f} cores (clients {row['client_cpu_cores']:.2f}), GPU "
+            f"{row['gpu_memory_mib']:.0f} MiB",
             flush=True,
         )
         if args.json:
@@ -337,24 +399,30 @@ def main(argv: list[str] | None = None) -> int:
         str(args.decode_workers),
     ]
     server_args += [a for _ in range(args.instances) for a in ("--device", args.device)]
+    in_process = args.robots if args.in_process_robots is None else args.in_process_robots
     ports = ServerPorts.free()
-    with tail_server_process(
-        server_args, ports, dict(os.environ), out / "server.log", [triton_model_name(model_id)]
-    ) as server:
-        for robots in args.robots:
-            emit(
-                run_served(
-                    ports.url,
-                    psutil.Process(server.pid),
-                    frames,
-                    robots,
-                    args.warmup,
-                    args.seconds,
-                    args.timeout,
-                )
-            )
-    for robots in args.robots if args.in_process_robots is None else args.in_process_robots:
-        emit(run_in_process(spec, args.device, args.precision, frames, robots, args.warmup, args.seconds))
+    # Side by side: each number of robots served, then in process (the served model idle meanwhile),
+    # so that a run cut short still compares the settings it reached.
+    try:
+        with tail_server_process(
+            server_args, ports, dict(os.environ), out / "server.log", [served_name]
+        ) as server:
+            for robots in sorted(set(args.robots) | set(in_process)):
+                if robots in args.robots:
+                    row = run_served(
+                        ports.url, psutil.Process(server.pid), frames, robots, args.warmup, args.seconds,
+                        args.timeout,
+                    )  # fmt: skip
+                    emit(row)
+                if robots in in_process:
+                    emit(
+                        run_in_process(
+                            spec, args.device, args.precision, frames, robots, args.warmup, args.seconds
+                        )
+                    )
+    except KeyboardInterrupt:
+        print(f"interrupted after {len(result['rows'])} rows", flush=True)
+        return 130
     return 0
 
 

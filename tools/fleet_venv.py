@@ -1,0 +1,62 @@
+"""The environment tools/gpu_fleet.sh runs the fleet benchmark in, on a machine with torch but none of
+the serving stack: a venv (made by the caller, `python -m venv --without-pip VENV`) that sees, through
+one .pth file, the carried packages first, then this tree's sc2_split, then this Python's own site
+folders, then the carried fallbacks it lacks.
+
+A venv and not PYTHONPATH: Triton's Python backend stub ignores PYTHONPATH and finds packages only in
+the environment it runs in, and PyTriton's proxy needs numpy, zmq and pytriton there.
+
+    python tools/fleet_venv.py VENV TREE SITE FALLBACK
+"""
+
+import sys
+import sysconfig
+from importlib import metadata
+from importlib.util import find_spec
+from pathlib import Path, PurePath
+
+SITE_FOLDERS = ("site-packages", "dist-packages")
+# compressai imports these at import time, for parts the tail never runs (Gaussian conditionals,
+# point-cloud datasets): importable stand-ins where this Python has none.
+STANDINS = {"scipy": ("__init__", "stats"), "pandas": ("__init__",)}
+STANDIN = '''"""Stand-in of tools/fleet_venv.py for a package this machine lacks: importable, not usable."""
+
+
+def __getattr__(name):
+    raise ImportError(f"{__name__}.{name}: not installed here (tools/fleet_venv.py stand-in)")
+'''
+
+
+def link_missing(fallback: Path, missing: Path) -> None:
+    """Each fallback distribution that this Python has none of, linked into `missing`."""
+    for info in sorted(fallback.glob("*.dist-info")):
+        dist = metadata.PathDistribution(info)
+        try:
+            metadata.distribution(dist.metadata["Name"])
+            continue
+        except metadata.PackageNotFoundError:
+            pass
+        for top in {PurePath(f).parts[0] for f in dist.files or ()} - {"..", "bin"}:
+            if not (missing / top).exists():
+                (missing / top).symlink_to(fallback / top)
+        print(f"fallback: {dist.metadata['Name']} {dist.version}")
+    for package, modules in STANDINS.items():
+        if find_spec(package) is None and not (missing / package).exists():
+            (missing / package).mkdir()
+            for module in modules:
+                (missing / package / f"{module}.py").write_text(STANDIN)
+            print(f"stand-in: {package}")
+
+
+def main(venv: Path, tree: Path, site: Path, fallback: Path) -> None:
+    missing = venv / "missing"
+    missing.mkdir(exist_ok=True)
+    link_missing(fallback, missing)
+    own = [p for p in sys.path if p.rstrip("/").endswith(SITE_FOLDERS) and Path(p).is_dir()]
+    lines = [str(site), str(tree / "sc2_split"), *(f"import site; site.addsitedir({p!r})" for p in own)]
+    purelib = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
+    (purelib / "sc2_split_fleet.pth").write_text("\n".join([*lines, str(missing)]) + "\n")
+
+
+if __name__ == "__main__":
+    main(*(Path(a).resolve() for a in sys.argv[1:5]))

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The fleet benchmark (python -m sc2_split.benchmarks.fleet) on a lent GPU machine in about 3 minutes:
+# N in-process tails against one served tail for 1, 4, 16 and 32 robots, the demo model, then the
+# ResNet-50 (random weights) in the time left. JSON per model, a markdown table and the machine's
+# facts under $OUT.
+#
+# From the root of a copy of this tree, on a machine with Python 3.12 and torch but no serving stack:
+#   WHEELS=.device/whl-triton OUT=/tmp/out tools/gpu_fleet.sh
+# WHEELS holds what tools/gpu_fleet_carry.sh builds (set up by tools/fleet_venv.py); without it the
+# Python in use (PYTHON, default python3) must have it all.
+#   TINY=1 OUT=/tmp/out tools/gpu_fleet.sh     a check on a CPU machine: 1 and 2 robots, 1 s each
+set -uo pipefail
+: "${OUT:?set OUT to the folder for the results}"
+mkdir -p "$OUT"
+budget=${BUDGET_S:-170}
+py=${PYTHON:-python3}
+tree=$(pwd)
+
+if [[ -n ${WHEELS:-} ]]; then
+    stage=${STAGE:-/tmp/sc2_fleet}
+    rm -rf "$stage" && mkdir -p "$stage/site" "$stage/fallback"
+    for pack in site fallback; do
+        tar -xJf "$WHEELS/$pack-cp312.tar.xz" -C "$stage/$pack" || exit 1
+    done
+    "$py" -m venv --without-pip "$stage/venv" || exit 1
+    "$py" tools/fleet_venv.py "$stage/venv" "$tree" "$stage/site" "$stage/fallback" || exit 1
+    py=$stage/venv/bin/python
+else
+    export PYTHONPATH=$tree/sc2_split${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONDONTWRITEBYTECODE=1
+
+# The machine, and where each package came from: a run that fails at import says why here.
+{
+    date -u
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
+    echo "cpu cores: $(nproc)"
+    "$py" - <<'EOF'
+import importlib, sys, sysconfig
+print("python", sys.version.split()[0], "LIBDIR", sysconfig.get_config_var("LIBDIR"),
+      "LDLIBRARY", sysconfig.get_config_var("LDLIBRARY"))
+for name in ("numpy", "torch", "torchvision", "scipy", "pandas", "timm", "torch_geometric", "compressai",
+             "sc2bench", "torchdistill", "constriction", "pytriton", "tritonclient", "grpc", "gevent",
+             "ml_dtypes", "psutil", "yaml"):
+    try:
+        module = importlib.import_module(name)
+        print(f"{name:16} {getattr(module, '__version__', '?'):14} {module.__file__}")
+    except Exception as exc:
+        print(f"{name:16} MISSING {exc!r}")
+import torch
+print("cuda", torch.cuda.is_available(), torch.version.cuda)
+EOF
+    stub=$("$py" -c "import pytriton, pathlib, sys; v = f'{sys.version_info[0]}.{sys.version_info[1]}'; print(pathlib.Path(pytriton.__file__).parent / 'tritonserver/python_backend_stubs' / v / 'triton_python_backend_stub')")
+    libdir=$("$py" -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))")
+    echo "stub: $stub"
+    LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} ldd "$stub" | grep -E "python|not found"
+} >"$OUT/machine.txt" 2>&1
+cat "$OUT/machine.txt"
+"$py" -c "import sc2_split.tail, sc2_split.serving.server, sc2_split.benchmarks.fleet" || {
+    echo "gpu_fleet: the tail or the server does not import here (see $OUT/machine.txt)"
+    exit 1
+}
+
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+machine=${MACHINE:-one ${gpu:-machine without GPU}, $(nproc) CPU cores}
+if [[ -n ${TINY:-} ]]; then
+    # A shared CPU answers slowly: a long request timeout, so that some frames are answered.
+    robots=(1 2) resnet_robots=() resnet_in_process=() seconds=1 warmup=0.5 instances=1 workers=0
+    request_timeout=20
+else
+    # 32 in-process ResNet-50 tails take long to start: served only at 32.
+    robots=(1 4 16 32) resnet_robots=(1 4 16 32) resnet_in_process=(1 4 16) seconds=2 warmup=1 instances=2
+    workers=4 request_timeout=1.5
+fi
+
+# One model's rows, stopped where the time left runs out (the JSON holds the rows done).
+fleet() { # NAME TIMEOUT_S ARGS...
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name ($(date -u +%T), at most ${limit} s)"
+    timeout -s INT -k 20 "$limit" "$py" -m sc2_split.benchmarks.fleet "$@" --warmup "$warmup" --seconds "$seconds" \
+        --instances "$instances" --decode-workers "$workers" --timeout "$request_timeout" --machine "$machine" \
+        --json "$OUT/fleet_$name.json" 2>&1 | grep --line-buffered -v -E "Warning|warnings.warn" | tee "$OUT/fleet_$name.log"
+}
+left() { echo $((budget - SECONDS)); }
+
+fleet demo $(($(left) * 45 / 100)) --model demo_fp:demo_fp_beta4.5_stage2 --robots "${robots[@]}"
+if ((${#resnet_robots[@]})) && (($(left) > 40)); then
+    # quant8: the random-weight ResNet-50's near-uniform latent makes entropy decoding on the
+    # server's CPU the bottleneck until the GPU entropy decoder lands (docs/benchmarks.md).
+    fleet resnet50 $(($(left) - 8)) --model sc2_resnet50_fp --codec quant8 --robots "${resnet_robots[@]}" \
+        --in-process-robots "${resnet_in_process[@]}"
+fi
+"$py" -m sc2_split.benchmarks.fleet --table "$OUT"/fleet_*.json | tee "$OUT/fleet_table.md"
+echo "gpu_fleet: done in $SECONDS s"
