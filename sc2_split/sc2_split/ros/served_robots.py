@@ -236,9 +236,8 @@ class ServedRobots:
             if topic in self.links or BOTTLENECK_TYPE not in types or not topic.endswith(f"/{TOPIC}"):
                 continue
             namespace = topic.removesuffix(f"/{TOPIC}")
-            if not (namespace == base or namespace.startswith(f"{base}/")) or not self.node.count_publishers(
-                topic
-            ):
+            under_this_node = namespace == base or namespace.startswith(f"{base}/")
+            if not under_this_node or not self.node.count_publishers(topic):
                 continue
             if len(self.links) >= self.max_robots:
                 self.refuse(topic)
