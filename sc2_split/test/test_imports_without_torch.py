@@ -1,6 +1,7 @@
 """The robot's head, a bag tool or a served tail's client have no torch: importing and using the
 codecs (entropy coding on worker processes included), the frame types that cross processes and
-their ROS conversions, and a tail node in client mode, must not load it."""
+their ROS conversions, and a tail node in client mode, must not load it. The other way round, the
+Triton server and the fleet benchmark run on a GPU machine without ROS."""
 
 import os
 import subprocess
@@ -101,6 +102,21 @@ assert not loaded, loaded
 print("ok")
 """
 
+# The server side of the served tail, where no ROS is installed: every ROS module import fails.
+SERVER_WITHOUT_ROS_SCRIPT = """
+import sys
+
+for name in ("rclpy", "ament_index_python", "std_msgs", "vision_msgs", "sc2_split_msgs"):
+    sys.modules[name] = None
+
+import sc2_split.benchmarks.fleet
+import sc2_split.serving.process
+import sc2_split.serving.repository
+import sc2_split.serving.server
+
+print("ok")
+"""
+
 
 def run_without_torch(script: str, cwd: Path, env: dict[str, str] | None = None) -> None:
     """Runs `script` in a fresh interpreter, which prints "ok" when it found no torch loaded."""
@@ -129,3 +145,7 @@ def test_the_tail_node_in_client_mode_holds_no_model_and_imports_no_torch(
     tmp_path: Path, ros_env: dict[str, str]
 ) -> None:
     run_without_torch(CLIENT_MODE_SCRIPT, tmp_path, ros_env)
+
+
+def test_the_triton_server_and_the_fleet_benchmark_import_without_ros(tmp_path: Path) -> None:
+    run_without_torch(SERVER_WITHOUT_ROS_SCRIPT, tmp_path)

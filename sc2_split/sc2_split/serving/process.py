@@ -18,7 +18,7 @@ from pathlib import Path
 
 import tritonclient.grpc as grpcclient
 
-from sc2_split.testing.node_process import interrupt
+from sc2_split.child_process import interrupt
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,14 @@ executable with a shipped parameter file and overrides. For the demo and the tes
 
 import os
 import secrets
-import signal
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from ament_index_python.packages import get_package_prefix
+
+from sc2_split.child_process import interrupt
 
 
 def isolated_ros_env(discovery_range: str = "LOCALHOST") -> dict[str, str]:
@@ -56,16 +57,6 @@ def running(command: list[str], env: dict[str, str], log: Path) -> Iterator[subp
         yield process
     finally:
         interrupt(process)
-
-
-def interrupt(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
-    """Ctrl-C (SIGINT) to a process that still runs, and SIGKILL if it has not ended in `timeout_s`."""
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def node_process(
