@@ -3,11 +3,12 @@
 # serving stack: two folders of cp312 packages, packed with xz to fit a device call (its 64 MiB hold
 # the working tree too).
 #   site-cp312.tar.xz      first on the path: PyTriton (trimmed: Python 3.12's backend stub only, no
-#                          bundled libpython 3.13), tritonclient and their dependencies, the tail's
-#                          model stack (sc2bench, compressai, torchdistill, constriction), and numpy 1.26:
-#                          the Python backend stub of Triton 2.51 reads arrays of numpy 2 as empty
+#                          bundled libpython 3.13), tritonclient and their dependencies, and the tail's
+#                          model stack (sc2bench, compressai, torchdistill, constriction)
 #   fallback-cp312.tar.xz  last: used only where the machine has no package of that name (timm,
 #                          torch_geometric, ml_dtypes, requests, ...); tools/fleet_venv.py picks them
+#   stub-cp312.tar.xz      numpy 1.26, for Triton's Python backend stub only: the stub of Triton 2.51
+#                          passes numpy 2 arrays on empty, while the machine's scipy wants its numpy 2
 # Test folders go, and shared objects lose their symbol tables (strip --strip-unneeded).
 # Usage: tools/gpu_fleet_carry.sh OUT_DIR   (needs a Python 3.12 with pip: PY312, default python3.12)
 # OUT_DIR gets the two archives only (carry it whole); downloads stay in OUT_DIR.build.
@@ -25,8 +26,8 @@ site=(
     aiohttp==3.14.5 multidict==7.2.1 yarl==1.25.1 frozenlist==1.8.0 aiosignal==1.4.0 propcache==0.5.4
     attrs==26.1.0 aiohappyeyeballs==2.7.1
     constriction==0.5.0 sc2bench==0.1.1 compressai==1.2.8 torchdistill==1.1.5 pytorch_msssim==1.0.0
-    numpy==1.26.4
 )
+stub=(numpy==1.26.4)
 fallback=(
     timm==1.0.31 torch_geometric==2.8.1 einops==0.8.2 ml_dtypes==0.5.4 requests==2.34.2
     charset-normalizer==3.5.3 idna==3.20 urllib3==2.8.0 certifi==2026.10.19.post1 tqdm==4.70.1
@@ -37,7 +38,7 @@ download() {
         --platform manylinux_2_35_x86_64 --platform manylinux_2_34_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux2014_x86_64 -d "$work/dl" "$@"
 }
-download "${site[@]}" "${fallback[@]}"
+download "${site[@]}" "${fallback[@]}" "${stub[@]}"
 
 pytriton=$(ls "$work"/dl/nvidia_pytriton-0.7.0-*.whl)
 mkdir -p "$work/trimmed"
@@ -79,5 +80,6 @@ pack() { # NAME REQUIREMENTS...: installed into a folder, then packed
 }
 pack site "${site[@]}"
 pack fallback "${fallback[@]}"
+pack stub "${stub[@]}"
 ls -la "$out"/*.tar.xz
 du -cb "$out"/*.tar.xz | tail -1
