@@ -1,12 +1,13 @@
 """The model repository that `tail_server --write-repository` writes, served by a standalone
 `tritonserver` (the PyTriton wheel's binary, on the CPU): its Python backend finds sc2_split, and a
-bottleneck gets the in-process tail's detections; a truncated one its own rejection."""
+bottleneck gets the in-process tail's detections; a truncated one the in-process tail's rejection."""
 
 import os
 import queue
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sc2_split.codecs.payload import PayloadError
 from sc2_split.frames import Detections
 from sc2_split.head_metadata import HeadMetadata
@@ -47,8 +48,10 @@ def test_a_written_repository_serves_the_in_process_tails_detections_under_trito
     assert isinstance(got, Detections), (tmp_path / "tritonserver.log").read_text()[-4000:]
     with TailPipeline.from_config(config, checkpoint) as local:
         want = local(from_bottleneck(msg))
+        with pytest.raises(PayloadError) as in_process:
+            local(from_bottleneck(truncated))
     assert len(got.scores) == len(want.scores) > 0
     np.testing.assert_allclose(got.boxes, want.boxes, rtol=0, atol=1e-3)
     np.testing.assert_allclose(got.scores, want.scores, rtol=0, atol=1e-5)
     np.testing.assert_array_equal(got.labels, want.labels)
-    assert isinstance(rejected, PayloadError) and rejected.reason == "truncated", rejected
+    assert isinstance(rejected, PayloadError) and rejected.reason == in_process.value.reason, rejected
