@@ -129,17 +129,17 @@ class EntropyCodec:
         _check_latent_shape(latent, self.tables)
         if self.version == lanes.VERSION:
             data, chunk_sizes = self._encode_lanes(latent)
-            return EncodedTensor(self.name, self.version, tuple(int(n) for n in latent.shape), dtype, data,
-                                 chunk_sizes=chunk_sizes)  # fmt: skip
-        chunks, raw = self._channels.encode(_channel_rows(latent))
-        chunks.append(encode_varints(raw))
+        else:
+            chunks, raw = self._channels.encode(_channel_rows(latent))
+            chunks.append(encode_varints(raw))
+            data, chunk_sizes = b"".join(chunks), tuple(len(chunk) for chunk in chunks)
         return EncodedTensor(
             codec=self.name,
             version=self.version,
             shape=tuple(int(n) for n in latent.shape),
             dtype=dtype,
-            data=b"".join(chunks),
-            chunk_sizes=tuple(len(chunk) for chunk in chunks),
+            data=data,
+            chunk_sizes=chunk_sizes,
         )
 
     def decode(self, enc: EncodedTensor, expected_shape: tuple[int, ...]) -> np.ndarray:
