@@ -7,7 +7,7 @@ geometry are checked against this tail's model before anything is allocated or r
 import copy
 import time
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
-from sc2_split.codecs import CODECS, make_codec
+from sc2_split.codecs import CODECS, Codec, make_codec
 from sc2_split.codecs.channel_pool import ChannelPool
 from sc2_split.codecs.entropy import EntropyCodec
+from sc2_split.codecs.lanes import LaneLayout
 from sc2_split.codecs.payload import PayloadError
 from sc2_split.frames import CodedFrame, Detections
 from sc2_split.geometry import ImageGeometry
@@ -27,6 +28,9 @@ from sc2_split.models.cuda_graph import GraphedFeatures
 from sc2_split.models.entropy_tables import tables_from_entropy_bottleneck
 from sc2_split.models.split import Tail, entropy_bottleneck
 from sc2_split.untrusted import shown
+
+# A decoded latent: on the GPU decoder's device, or in host memory.
+Latent = np.ndarray | torch.Tensor
 
 # Largest source frame accepted, per side: far beyond any camera, small enough to bound memory.
 MAX_IMAGE_SIDE = 16384
@@ -127,40 +131,65 @@ class TailPipeline:
         t2 = time.perf_counter()
         return Detections(**result, decode_ms=1e3 * (t1 - t0), tail_ms=1e3 * (t2 - t1))
 
-    def decode(self, frame: CodedFrame) -> np.ndarray | torch.Tensor:
+    def decode(self, frame: CodedFrame) -> Latent:
         """The latent of a coded frame, once every field is checked against this tail's model: on the
         GPU (a CUDA tensor) for entropy version 2 on a CUDA device, else a numpy array."""
-        encoded, geometry = frame.encoded, frame.geometry
+        latent = self.decode_batch([frame])[0]
+        if isinstance(latent, Exception):
+            raise latent
+        return latent
+
+    def decode_batch(self, frames: Sequence[CodedFrame]) -> list[Latent | Exception]:
+        """Each frame's latent (as `decode`), or the error that refused it: one frame's fault never
+        fails another's. Entropy version 2 frames of one latent shape share one GPU launch (a served
+        tail's frames of many robots), the rest decode one by one."""
+        results: list[Latent | Exception] = [ValueError("not decoded")] * len(frames)
+        lanes: dict[tuple[int, ...], list[tuple[int, LaneLayout]]] = defaultdict(list)
+        for i, frame in enumerate(frames):
+            try:
+                codec, shape = self._checked(frame)
+                layout = None
+                if self.gpu_decoder is not None and isinstance(codec, EntropyCodec):
+                    layout = codec.lane_layout(frame.encoded, shape)
+                if layout is not None:
+                    lanes[shape].append((i, layout))
+                    continue
+                latent = codec.decode(frame.encoded, shape)
+                if not np.isfinite(latent).all():
+                    raise PayloadError("corrupt", "the decoded latent holds NaN or infinite values")
+                results[i] = latent
+            except Exception as exc:  # this frame's fault, or this frame's failure
+                results[i] = exc
+        for shape, members in lanes.items():  # symbol + median: always finite
+            assert self.gpu_decoder is not None
+            with torch.cuda.device(self.device):
+                batch, errors = self.gpu_decoder.decode_to_tensor([m[1] for m in members], shape, self.device)
+            for k, ((i, _), error) in enumerate(zip(members, errors, strict=True)):
+                results[i] = batch[k * shape[0] : (k + 1) * shape[0]] if error is None else error
+        return results
+
+    def _checked(self, frame: CodedFrame) -> tuple[Codec, tuple[int, ...]]:
+        """The codec of a frame and its latent's shape, once its model id, codec and geometry are
+        checked against this tail's model: PayloadError otherwise."""
         if frame.model_id != self.model_id:
             raise PayloadError(
                 "model", f"payload from model {shown(frame.model_id)}, this tail serves {self.model_id!r}"
             )
-        codec = self.codecs.get(encoded.codec)
+        codec = self.codecs.get(frame.encoded.codec)
         if codec is None:
             raise PayloadError(
-                "unknown_codec", f"codec {shown(encoded.codec)} is not one of {sorted(self.codecs)}"
+                "unknown_codec", f"codec {shown(frame.encoded.codec)} is not one of {sorted(self.codecs)}"
             )
+        geometry = frame.geometry
         self.check_geometry(geometry)
-        shape = self.latent_shape(geometry.padded_height, geometry.padded_width)
-        if self.gpu_decoder is not None and isinstance(codec, EntropyCodec):
-            layout = codec.lane_layout(encoded, shape)
-            if layout is not None:  # symbol + median: always finite
-                with torch.cuda.device(self.device):
-                    latents, errors = self.gpu_decoder.decode_to_tensor([layout], shape, self.device)
-                if errors[0] is not None:
-                    raise errors[0]
-                return latents
-        latent = codec.decode(encoded, shape)
-        if not np.isfinite(latent).all():
-            raise PayloadError("corrupt", "the decoded latent holds NaN or infinite values")
-        return latent
+        return codec, self.latent_shape(geometry.padded_height, geometry.padded_width)
 
-    def detect(self, latent: np.ndarray | torch.Tensor, geometry: ImageGeometry) -> dict[str, np.ndarray]:
+    def detect(self, latent: Latent, geometry: ImageGeometry) -> dict[str, np.ndarray]:
         """The network on a decoded latent: boxes, scores and labels in the source frame's pixels."""
         return self.detect_batch([latent], [geometry])[0]
 
     def detect_batch(
-        self, latents: Sequence[np.ndarray | torch.Tensor], geometries: Sequence[ImageGeometry]
+        self, latents: Sequence[Latent], geometries: Sequence[ImageGeometry]
     ) -> list[dict[str, np.ndarray]]:
         """The network on latents of one shape, one batch (a served tail's frames of many robots);
         numpy arrays or tensors already on this tail's device (the GPU decoder's).

@@ -1,9 +1,9 @@
 """The tail behind the served model's tensors: a batch of requests, from any robots, to their outputs.
 
-Each frame is parsed and decoded on its own, so that a malformed one fails alone; frames whose
-latents share a shape then run through the network as one batch, which is where the GPU's throughput
-is. Decoding runs on this server's CPU (the TailPipeline's decode workers), the GPU entropy decoder
-of the codecs replaces it where the pipeline has one.
+Each frame is parsed and checked on its own, so that a malformed one fails alone; the frames of
+entropy version 2 are decoded together, in one GPU launch where the pipeline has the GPU decoder
+(else on this server's CPU), and frames whose latents share a shape then run through the network as
+one batch, which is where the GPU's throughput is.
 """
 
 import time
@@ -11,10 +11,10 @@ from collections import defaultdict
 
 import numpy as np
 
-from sc2_split.frames import Detections
+from sc2_split.frames import CodedFrame, Detections
 from sc2_split.geometry import ImageGeometry
 from sc2_split.serving.protocol import batch_outputs, frame_from_request
-from sc2_split.tail import TailPipeline
+from sc2_split.tail import Latent, TailPipeline
 
 
 class BatchedTail:
@@ -26,17 +26,22 @@ class BatchedTail:
     def __call__(self, header: np.ndarray, payload: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs of a batch: `header` and `payload` are (B, 1) BYTES, as Triton stacks them."""
         results: list[Detections | Exception] = [ValueError("not run")] * len(header)
-        groups: dict[tuple[int, ...], list[tuple[int, np.ndarray, ImageGeometry, float]]] = defaultdict(list)
+        frames: dict[int, CodedFrame] = {}
         for i, (h, p) in enumerate(zip(header.reshape(-1), payload.reshape(-1), strict=True)):
-            started = time.perf_counter()
             try:
-                frame = frame_from_request(bytes(h), bytes(p))
-                latent = self.pipeline.decode(frame)
-            except Exception as exc:  # this frame's fault, or this frame's failure: never the batch's
+                frames[i] = frame_from_request(bytes(h), bytes(p))
+            except Exception as exc:  # this frame's fault: never the batch's
                 results[i] = exc
-                continue
-            decode_ms = 1e3 * (time.perf_counter() - started)
-            groups[latent.shape].append((i, latent, frame.geometry, decode_ms))
+        started = time.perf_counter()
+        latents = self.pipeline.decode_batch(list(frames.values()))
+        # The decoding time of the batch (one GPU launch for entropy version 2), shared by its frames.
+        decode_ms = 1e3 * (time.perf_counter() - started)
+        groups: dict[tuple[int, ...], list[tuple[int, Latent, ImageGeometry]]] = defaultdict(list)
+        for (i, frame), latent in zip(frames.items(), latents, strict=True):
+            if isinstance(latent, Exception):
+                results[i] = latent
+            else:
+                groups[tuple(latent.shape)].append((i, latent, frame.geometry))
         for members in groups.values():
             started = time.perf_counter()
             try:
@@ -47,6 +52,6 @@ class BatchedTail:
                 continue
             # The network's time of the batch, shared by its frames.
             tail_ms = 1e3 * (time.perf_counter() - started)
-            for (i, _, _, decode_ms), result in zip(members, found, strict=True):
+            for (i, _, _), result in zip(members, found, strict=True):
                 results[i] = Detections(**result, decode_ms=decode_ms, tail_ms=tail_ms)
         return batch_outputs(results)
