@@ -70,7 +70,7 @@ if [[ -n ${TINY:-} ]]; then
 else
     # 32 in-process ResNet-50 tails take long to start: served only at 32.
     robots=(1 4 16 32) resnet_robots=(1 4 16 32) resnet_in_process=(1 4 16) seconds=2 warmup=1 instances=2
-    workers=4 request_timeout=1.5
+    workers=0 request_timeout=1.5
 fi
 
 # One model's rows, stopped where the time left runs out (the JSON holds the rows done).
@@ -89,9 +89,9 @@ left() { echo $((budget - SECONDS)); }
 if (($(left) < 200)); then demo_limit=$(($(left) - 5)); else demo_limit=$(($(left) / 2)); fi
 fleet demo "$demo_limit" --model demo_fp:demo_fp_beta4.5_stage2 --robots "${robots[@]}"
 if ((${#resnet_robots[@]})) && (($(left) > 60)); then
-    # quant8: the random-weight ResNet-50's near-uniform latent makes entropy decoding on the
-    # server's CPU the bottleneck until the GPU entropy decoder lands (docs/benchmarks.md).
-    fleet resnet50 $(($(left) - 8)) --model sc2_resnet50_fp --codec quant8 --robots "${resnet_robots[@]}" \
+    # Entropy version 2, decoded on the GPU a batch at a time (the random weights' near-uniform latent
+    # is ~880 KB a frame, the worst case).
+    fleet resnet50 $(($(left) - 8)) --model sc2_resnet50_fp --robots "${resnet_robots[@]}" \
         --in-process-robots "${resnet_in_process[@]}"
 fi
 "$py" -m sc2_split.benchmarks.fleet --table "$OUT"/fleet_*.json | tee "$OUT/fleet_table.md"

@@ -4,7 +4,9 @@
 # the working tree too).
 #   site-cp312.tar.xz      first on the path: PyTriton (trimmed: Python 3.12's backend stub only, no
 #                          bundled libpython 3.13), tritonclient and their dependencies, and the tail's
-#                          model stack (sc2bench, compressai, torchdistill, constriction)
+#                          model stack (sc2bench, compressai, torchdistill, constriction), and
+#                          numpy 2.2 (the image's numba-cuda compiles no kernel with its numpy 2.5,
+#                          which lacks np.row_stack: the GPU entropy decoder needs it)
 #   fallback-cp312.tar.xz  last: used only where the machine has no package of that name (timm,
 #                          torch_geometric, ml_dtypes, requests, ...); tools/fleet_venv.py picks them
 #   stub-cp312.tar.xz      numpy 1.26, for Triton's Python backend stub only: the stub of Triton 2.51
@@ -25,7 +27,7 @@ site=(
     gevent==26.9.0 geventhttpclient==2.6.1 greenlet==3.3.2 zope.event zope.interface brotli==1.2.1
     aiohttp==3.14.5 multidict==7.2.1 yarl==1.25.1 frozenlist==1.8.0 aiosignal==1.4.0 propcache==0.5.4
     attrs==26.1.0 aiohappyeyeballs==2.7.1
-    constriction==0.5.0 sc2bench==0.1.1 compressai==1.2.8 torchdistill==1.1.5 pytorch_msssim==1.0.0
+    numpy==2.2.6 constriction==0.5.0 sc2bench==0.1.1 compressai==1.2.8 torchdistill==1.1.5 pytorch_msssim==1.0.0
 )
 stub=(numpy==1.26.4)
 fallback=(
@@ -38,21 +40,25 @@ download() {
         --platform manylinux_2_35_x86_64 --platform manylinux_2_34_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux2014_x86_64 -d "$work/dl" "$@"
 }
-download "${site[@]}" "${fallback[@]}" "${stub[@]}"
+download "${site[@]}" "${fallback[@]}"
+download "${stub[@]}" # apart: pip resolves one numpy per call
 
 pytriton=$(ls "$work"/dl/nvidia_pytriton-0.7.0-*.whl)
 mkdir -p "$work/trimmed"
 "$py" "$here/trim_pytriton_wheel.py" "$pytriton" "$work/trimmed/$(basename "$pytriton")"
 
-wheels_of() { # the downloaded wheel of each requirement, the trimmed PyTriton for PyTriton's
-    local spec name
+wheels_of() { # the downloaded wheel of each requirement (of its version, where it names one: two
+    # numpy versions lie there), the trimmed PyTriton for PyTriton's
+    local spec name version
     for spec in "$@"; do
         name=${spec%%==*}
         name=${name//[-.]/_}
+        version=
+        [[ $spec == *==* ]] && version=${spec#*==}-
         if [[ ${name,,} == nvidia_pytriton ]]; then
             echo "$work/trimmed/$(basename "$pytriton")"
         else
-            ls "$work"/dl/* | grep -i "/${name}-" | head -1
+            ls "$work"/dl/* | grep -i -F "/${name}-${version}" | head -1
         fi
     done
 }
