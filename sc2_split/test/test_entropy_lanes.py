@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from codec_fixtures import escaping_latent, lanes_mutations, laplace_tables, reference_symbols
-from sc2_split.codecs import PayloadError
+from sc2_split.codecs import PayloadError, rans
 from sc2_split.codecs import lanes as lane_format
 from sc2_split.codecs.entropy import EntropyCodec
 
@@ -139,6 +139,21 @@ def test_lanes_decode_version_1s_symbols_on_the_demo_student(demo):
         assert np.array_equal(
             v2.decode_symbols(v2.encode(x), x.shape), v1.decode_symbols(v1.encode(x), x.shape)
         )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_search_buckets_bracket_every_slot(seed):
+    """Each slot's bucket starts the search at entries lo, hi with cdf[lo] <= slot < cdf[hi], so that
+    it finds the entry a search of the whole table finds."""
+    tables = laplace_tables(6, seed)
+    buckets = rans.search_buckets(tables.quantized_cdf, tables.cdf_length, tables.precision)
+    slots = np.arange(1 << tables.precision)
+    shift = tables.precision - rans.BUCKET_BITS
+    for channel, (row, length) in enumerate(zip(tables.quantized_cdf, tables.cdf_length, strict=True)):
+        lo, hi = buckets[channel, slots >> shift].T
+        assert (row[lo] <= slots).all() and (slots < row[hi]).all() and (hi <= length - 1).all()
+        entry = np.searchsorted(row[:length], slots, side="right") - 1
+        assert ((lo <= entry) & (entry < hi)).all()
 
 
 # The GPU decoder: CUDA, or numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, slow: small cases).

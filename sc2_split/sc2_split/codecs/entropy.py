@@ -120,6 +120,9 @@ class EntropyCodec:
         )
         self._channels = channels or InProcessChannels(tables)
         self._reciprocals = rans.reciprocals(tables.quantized_cdf)
+        self._buckets = rans.search_buckets(
+            tables.quantized_cdf, tables.cdf_length, tables.precision
+        ).reshape(-1)
         self._escape = _escape_indexes(tables).astype(np.int64)[:, None]
         self._offset = tables.offset.astype(np.int64)[:, None]
         self._offset32, self._escape32 = self._offset.astype(np.int32), self._escape.astype(np.uint32)
@@ -197,7 +200,7 @@ class EntropyCodec:
         with _LANES_LOCK:
             status = rans.decode_lanes(
                 layout.words, layout.bounds, layout.lane_size, layout.total, shape[0] * plane, plane,
-                t.channels, t.quantized_cdf, t.cdf_length, t.offset, t.precision, t.medians,
+                t.channels, t.quantized_cdf, t.cdf_length, t.offset, t.precision, t.medians, self._buckets,
                 out.reshape(-1), dtype is np.float32,
             )  # fmt: skip
         if status.any():

@@ -27,7 +27,7 @@ _decode_lane = cuda.jit(device=True)(rans.decode_lane)
 
 @cuda.jit
 def _decode_kernel(words, lanes_info, per_channel, plane, channels, cdf, width, cdf_length, offset,
-                   precision, medians, out, frame_size, status, shared_table):  # fmt: skip
+                   precision, medians, buckets, out, frame_size, status, shared_table):  # fmt: skip
     """Lane g of the batch: words[begin:end] of frame `frame`, symbols first .. first + count - 1."""
     table = cdf
     if shared_table:
@@ -40,7 +40,7 @@ def _decode_kernel(words, lanes_info, per_channel, plane, channels, cdf, width, 
         frame = lanes_info[0, g]
         code = _decode_lane(
             words, lanes_info[1, g], lanes_info[2, g], lanes_info[3, g], lanes_info[4, g], per_channel,
-            plane, channels, table, width, cdf_length, offset, precision, medians, out,
+            plane, channels, table, width, cdf_length, offset, precision, medians, buckets, out,
             frame * frame_size, True,
         )  # fmt: skip
         if code != rans.OK:
@@ -61,9 +61,24 @@ class GpuLanesDecoder:
         self._cdf_length = cuda.to_device(np.ascontiguousarray(tables.cdf_length))
         self._offset = cuda.to_device(np.ascontiguousarray(tables.offset))
         self._medians = cuda.to_device(np.ascontiguousarray(tables.medians))
+        buckets = rans.search_buckets(cdf, tables.cdf_length, tables.precision).reshape(-1)
+        self._buckets = cuda.to_device(buckets)
         # Allocated at the first batch (CUDA refuses empty pinned allocations), grown as needed.
         self._pinned = self._device = self._status = None
         self._torch_stream = None
+        self._compile()
+
+    def _compile(self) -> None:
+        """Compiles the kernel now, by decoding one empty lane (its initial state is L, its symbols
+        none): a numba-cuda that cannot compile here fails where the decoder is made, where a caller
+        can fall back to the CPU decoder, and the first frame does not wait for the compiler."""
+        empty = lanes.LaneLayout(
+            words=np.array([1, 0], np.uint16), bounds=np.array([0, 2]), lane_size=lanes.MIN_LANE_SIZE, total=0
+        )
+        channels = self.tables.channels
+        errors = self.decode_into([empty], (1, channels, 1, 1), cuda.device_array(channels, np.float32))
+        if errors[0] is not None:
+            raise errors[0]
 
     def decode_into(
         self,
@@ -105,7 +120,7 @@ class GpuLanesDecoder:
             device[status_bytes + info_bytes : size].view(np.uint16),
             device[status_bytes : status_bytes + info_bytes].view(np.int64).reshape(LANE_COLUMNS, lane_total),
             shape[0] * plane, plane, self.tables.channels, self._cdf, self._width, self._cdf_length,
-            self._offset, self.tables.precision, self._medians, out_array, frame_size, status,
+            self._offset, self.tables.precision, self._medians, self._buckets, out_array, frame_size, status,
             self._shared_bytes > 0,
         )  # fmt: skip
         codes = self._status[:frames]
