@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Entropy version 2 (rANS lanes) on a CUDA machine, from the root of a copy of this tree: the GPU tests
-# of test_entropy_lanes.py (GPU and CPU decoders bit for bit, mixed batches, the fuzz generators), then
+# of test_entropy_lanes.py (GPU and CPU decoders bit for bit, mixed batches, the fuzz generators) and
+# test_tail_decode_batch.py (a served tail's batch decoded in one launch, frame by frame as alone), then
 # `python -m sc2_split.benchmarks.entropy` (versions 1 and 2 side by side, and the ResNet-50 tail).
 # About 3 minutes on an H200.
 #
@@ -34,7 +35,7 @@ python3 -c 'import numba, numpy, torch; print("numba", numba.__version__, "numpy
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >>"$OUT/versions.txt" 2>/dev/null || true
 
 bench=(--payloads "$wheels/entropy_payloads.npz" --repeats 30 --tail --json "$OUT/entropy.json")
-tests=(sc2_split/test/test_entropy_lanes.py)
+tests=(sc2_split/test/test_entropy_lanes.py sc2_split/test/test_tail_decode_batch.py)
 if [[ $tiny == --tiny ]]; then
     export NUMBA_ENABLE_CUDASIM=1
     bench=(--demo-frames 2 --resnet50-frames 0 --repeats 3 --json "$OUT/entropy.json")
