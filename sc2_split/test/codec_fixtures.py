@@ -61,7 +61,9 @@ def lanes_mutations() -> dict[str, Callable[[EncodedTensor, np.random.Generator]
     return {
         "bad lane size": _bad_lane_size,
         "wrong lane count": _wrong_lane_count,
+        "wrong words bytes": _wrong_words_bytes,
         "wrong table bytes": _wrong_table_bytes,
+        "moved table boundary": _moved_boundary,
         "lying lane table": _lying_lane_table,
         "impossible lane length": _impossible_lane_length,
         "flipped table bytes": _flipped_table_bytes,
@@ -72,23 +74,21 @@ def lanes_mutations() -> dict[str, Callable[[EncodedTensor, np.random.Generator]
         "flipped words": _flipped_words,
         "random words": _random_words,
         "chunk sizes": lambda enc, rng: replace(
-            enc, chunk_sizes=tuple(int(v) for v in rng.integers(0, 2**32, int(rng.integers(0, 5))))
+            enc, chunk_sizes=tuple(int(v) for v in rng.integers(0, 2**32, int(rng.integers(0, 6))))
         ),
     }
 
 
 def _lanes(enc: EncodedTensor) -> tuple[np.ndarray, np.ndarray]:
     """A valid payload's words and lane table (word counts)."""
-    _, lanes, table_bytes = enc.chunk_sizes
-    counts = decode_varints(enc.data[len(enc.data) - table_bytes :], lanes, "lane table")
-    return np.frombuffer(enc.data[: len(enc.data) - table_bytes], "<u2").copy(), counts
+    _, lanes, words_bytes, _ = enc.chunk_sizes
+    counts = decode_varints(enc.data[words_bytes:], lanes, "lane table")
+    return np.frombuffer(enc.data[:words_bytes], "<u2").copy(), counts
 
 
 def _with_lanes(enc: EncodedTensor, words: np.ndarray, counts: np.ndarray) -> EncodedTensor:
-    table = encode_varints(counts)
-    return replace(
-        enc, data=words.astype("<u2").tobytes() + table, chunk_sizes=(*enc.chunk_sizes[:2], len(table))
-    )
+    data, table = words.astype("<u2").tobytes(), encode_varints(counts)
+    return replace(enc, data=data + table, chunk_sizes=(*enc.chunk_sizes[:2], len(data), len(table)))
 
 
 def _bad_lane_size(enc: EncodedTensor, rng: np.random.Generator) -> EncodedTensor:
@@ -97,16 +97,29 @@ def _bad_lane_size(enc: EncodedTensor, rng: np.random.Generator) -> EncodedTenso
 
 
 def _wrong_lane_count(enc: EncodedTensor, rng: np.random.Generator) -> EncodedTensor:
-    size, lanes, table_bytes = enc.chunk_sizes
-    return replace(
-        enc, chunk_sizes=(size, int(rng.choice([0, lanes - 1, lanes + 1, 2**20 + 1])), table_bytes)
+    size, lanes, *rest = enc.chunk_sizes
+    return replace(enc, chunk_sizes=(size, int(rng.choice([0, lanes - 1, lanes + 1, 2**20 + 1])), *rest))
+
+
+def _wrong_words_bytes(enc: EncodedTensor, rng: np.random.Generator) -> EncodedTensor:
+    size, lanes, words_bytes, table_bytes = enc.chunk_sizes
+    wrong = int(
+        rng.choice([0, 1, words_bytes - 2, words_bytes - 1, words_bytes + 1, words_bytes + 2, 2**32 - 1])
     )
+    return replace(enc, chunk_sizes=(size, lanes, wrong, table_bytes))
 
 
 def _wrong_table_bytes(enc: EncodedTensor, rng: np.random.Generator) -> EncodedTensor:
-    size, lanes, table_bytes = enc.chunk_sizes
+    size, lanes, words_bytes, table_bytes = enc.chunk_sizes
     wrong = int(rng.choice([0, lanes - 1, table_bytes - 1, table_bytes + 1, 5 * lanes + 1, 2**32 - 1]))
-    return replace(enc, chunk_sizes=(size, lanes, wrong))
+    return replace(enc, chunk_sizes=(size, lanes, words_bytes, wrong))
+
+
+def _moved_boundary(enc: EncodedTensor, rng: np.random.Generator) -> EncodedTensor:
+    """The same data, its boundary between words and lane table moved: the sizes still add up."""
+    size, lanes, words_bytes, table_bytes = enc.chunk_sizes
+    moved = int(rng.choice([-4, -2, -1, 1, 2, 4]))
+    return replace(enc, chunk_sizes=(size, lanes, words_bytes + moved, table_bytes - moved))
 
 
 def _lying_lane_table(enc: EncodedTensor, rng: np.random.Generator) -> EncodedTensor:
@@ -128,8 +141,7 @@ def _impossible_lane_length(enc: EncodedTensor, rng: np.random.Generator) -> Enc
 
 def _flipped_table_bytes(enc: EncodedTensor, rng: np.random.Generator) -> EncodedTensor:
     data = bytearray(enc.data)
-    table_bytes = enc.chunk_sizes[2]
-    for at in rng.integers(len(data) - table_bytes, len(data), int(rng.integers(1, 4))):
+    for at in rng.integers(enc.chunk_sizes[2], len(data), int(rng.integers(1, 4))):
         data[at] ^= int(rng.integers(1, 256))
     return replace(enc, data=bytes(data))
 

@@ -174,7 +174,7 @@ def test_decode_refuses_a_shape_the_model_does_not_expect(name):
     assert err.value.reason == "shape"
 
 
-@pytest.mark.parametrize("name", ["fp16", "quant8"])
+@pytest.mark.parametrize("name", CODECS)
 def test_decode_refuses_truncated_and_extra_data(name):
     enc = VALID[name]
     assert reason_of(CODEC[name].decode, replace(enc, data=enc.data[:-1]), SHAPE) == "truncated"

@@ -101,6 +101,64 @@ def test_malformed_lanes_are_payload_errors(name):
     assert refused == FUZZ_ROUNDS or (name == "flipped words" and refused >= FUZZ_ROUNDS - 2)
 
 
+def reason_and_message(decode, enc) -> tuple[str, str]:
+    with pytest.raises(PayloadError) as err:
+        decode(enc, SHAPE)
+    return err.value.reason, str(err.value)
+
+
+def cuts(enc) -> list:
+    """The payload cut at its end, inside its lane table, at the table's start, inside its words, and
+    to nothing."""
+    words_bytes = enc.chunk_sizes[2]
+    ends = [len(enc.data) - 1, words_bytes + 1, words_bytes, words_bytes // 2, 1, 0]
+    return [replace(enc, data=enc.data[:end]) for end in ends]
+
+
+@pytest.mark.parametrize("decode", ["decode", "lane_layout"])
+def test_a_cut_payload_is_truncated_and_a_padded_one_oversized(decode):
+    """Told by the sizes of the header, before the lane table is read: lane_layout is the GPU
+    decoder's check."""
+    c = codec(256)
+    valid = c.encode(escaping_latent(TABLES, SHAPE))
+    for cut in cuts(valid):
+        reason, message = reason_and_message(getattr(c, decode), cut)
+        assert reason == "truncated", message
+        assert f"is {len(cut.data)} bytes, expected {len(valid.data)}" in message
+    for padded in (valid.data + b"\0", valid.data + bytes(64), b"\0\0" + valid.data):
+        assert reason_and_message(getattr(c, decode), replace(valid, data=padded))[0] == "oversized"
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 5, 6])
+def test_a_header_with_another_number_of_chunk_sizes_is_refused_naming_the_four(count):
+    c = codec(256)
+    valid = c.encode(escaping_latent(TABLES, SHAPE))
+    sizes = (*valid.chunk_sizes, 0, 0)[:count]
+    reason, message = reason_and_message(c.decode, replace(valid, chunk_sizes=sizes))
+    assert reason == "header"
+    assert f"has {count} chunk sizes, expected 4 (lane size, lane count, words bytes, lane table bytes)" in (
+        message
+    )
+
+
+def test_words_bytes_that_the_lane_table_does_not_add_up_to_are_refused():
+    c = codec(256)
+    valid = c.encode(escaping_latent(TABLES, SHAPE))
+    size, lanes, words_bytes, table_bytes = valid.chunk_sizes
+    longer = replace(
+        valid,
+        data=valid.data[:words_bytes] + b"\0\0" + valid.data[words_bytes:],
+        chunk_sizes=(size, lanes, words_bytes + 2, table_bytes),
+    )
+    reason, message = reason_and_message(c.decode, longer)
+    assert reason == "corrupt"
+    assert f"({words_bytes} bytes), but the header declares {words_bytes + 2} bytes of words" in message
+    for impossible in (words_bytes + 1, 0, 2**32 - 1):
+        odd = replace(valid, chunk_sizes=(size, lanes, impossible, table_bytes))
+        reason, message = reason_and_message(c.decode, odd)
+        assert reason == "header" and f"lane words of {impossible} bytes" in message, message
+
+
 @pytest.fixture(scope="module")
 def demo() -> tuple[EntropyCodec, EntropyCodec, list[np.ndarray]]:
     """Both versions with the bundled demo student's tables, and its latents of 8 of its test frames."""
@@ -230,6 +288,17 @@ def test_gpu_batch_of_good_and_corrupt_frames_refuses_only_the_corrupt():
     payloads = [mutations[corrupt[i]](enc, rng) if i in corrupt else enc for i, enc in enumerate(good)]
     results = gpu_decode(TABLES, payloads, shape)
     assert [i for i, r in enumerate(results) if isinstance(r, PayloadError)] == sorted(corrupt)
+    assert_same(cpu_decode(TABLES, payloads, shape), results)
+
+
+def test_gpu_refuses_a_cut_payload_as_truncated_and_decodes_its_batch():
+    shape = (1, 12, 6, 10)
+    c = codec(64)
+    valid = c.encode(huge_latent(TABLES, shape, 3))
+    payloads = [valid, *cuts(valid), replace(valid, data=valid.data + b"\0\0")]
+    results = gpu_decode(TABLES, payloads, shape)
+    assert isinstance(results[0], np.ndarray)
+    assert [r.reason for r in results[1:]] == ["truncated"] * (len(payloads) - 2) + ["oversized"]
     assert_same(cpu_decode(TABLES, payloads, shape), results)
 
 

@@ -180,7 +180,7 @@ class EntropyCodec:
             raise ValueError(f"expected shape {expected_shape} is not (N, {channels}, ...) as the tables say")
         return enc.version
 
-    def _encode_lanes(self, latent: np.ndarray) -> tuple[bytes, tuple[int, int, int]]:
+    def _encode_lanes(self, latent: np.ndarray) -> tuple[bytes, tuple[int, int, int, int]]:
         t = self.tables
         rows = np.ascontiguousarray(_channel_rows(latent), dtype=np.float32).reshape(-1)
         with _LANES_LOCK:

@@ -6,11 +6,13 @@ may span channels), each lane its own rANS stream (codecs/rans.py) with its esca
 a GPU decodes every lane of every frame at once (codecs/lanes_cuda.py), and the robot codes the lanes
 on all its cores.
 
-Payload: `chunk_sizes` = (lane size, lane count, lane table bytes); `data` = the lanes' 16-bit
-little-endian words end to end, then the lane table: each lane's word count as an unsigned LEB128
-varint (one or two bytes a lane; a uint16 table would cost 0.7% more on the demo student). The lane
-count follows from the model's shape and the lane size, and every count is checked against the data
-before any lane is decoded.
+Payload: `chunk_sizes` = (lane size, lane count, words bytes, lane table bytes); `data` = the lanes'
+16-bit little-endian words end to end, then the lane table: each lane's word count as an unsigned
+LEB128 varint (one or two bytes a lane; a uint16 table would cost 0.7% more on the demo student). The
+last two sizes are the data's two parts in order, as version 1's are its chunks, so a cut or padded
+payload is told "truncated" or "oversized" before anything in it is read. The lane count follows
+from the model's shape and the lane size, and every count is checked against the data before any
+lane is decoded.
 """
 
 import math
@@ -31,6 +33,7 @@ TARGET_LANE_BYTES = 200
 MAX_LANES = 1 << 20
 MAX_PRECISION = 16  # 16-bit words: the scale bits must not exceed them
 WORD_BYTES = 2
+CHUNK_SIZES = ("lane size", "lane count", "words bytes", "lane table bytes")
 
 
 def expected_bits(cdf: np.ndarray, cdf_length: np.ndarray, precision: int) -> float:
@@ -64,23 +67,23 @@ def lane_count(total: int, lane_size: int) -> int:
     return -(-total // lane_size)
 
 
-def pack(scratch: np.ndarray, counts: np.ndarray, lane_size: int) -> tuple[bytes, tuple[int, int, int]]:
+def pack(scratch: np.ndarray, counts: np.ndarray, lane_size: int) -> tuple[bytes, tuple[int, int, int, int]]:
     """The data and chunk sizes of encoded lanes (rans.encode_lanes' output)."""
     table = encode_varints(counts)
-    words = rans.gather_lanes(scratch, counts).astype("<u2", copy=False)
-    return words.tobytes() + table, (lane_size, len(counts), len(table))
+    words = rans.gather_lanes(scratch, counts).astype("<u2", copy=False).tobytes()
+    return words + table, (lane_size, len(counts), len(words), len(table))
 
 
 def check_lanes(enc: EncodedTensor, total: int) -> LaneLayout:
     """The lanes of a version 2 payload of `total` symbols, once its header and lane table are checked
     against the data: PayloadError otherwise."""
-    if len(enc.chunk_sizes) != 3:
+    if len(enc.chunk_sizes) != len(CHUNK_SIZES):
         raise PayloadError(
             "header",
-            f"entropy version 2 payload has {len(enc.chunk_sizes)} chunk sizes, expected 3 "
-            "(lane size, lane count, lane table bytes)",
+            f"entropy version 2 payload has {len(enc.chunk_sizes)} chunk sizes, expected "
+            f"{len(CHUNK_SIZES)} ({', '.join(CHUNK_SIZES)})",
         )
-    lane_size, lanes, table_bytes = enc.chunk_sizes
+    lane_size, lanes, words_bytes, table_bytes = enc.chunk_sizes
     if not MIN_LANE_SIZE <= lane_size <= MAX_LANE_SIZE or lane_size & (lane_size - 1):
         raise PayloadError(
             "header",
@@ -93,14 +96,25 @@ def check_lanes(enc: EncodedTensor, total: int) -> LaneLayout:
             f"payload declares {lanes} lanes; {total} symbols in lanes of {lane_size} make {expected}"
             f" (at most {MAX_LANES})",
         )
+    fewest, most = WORD_BYTES * rans.FLUSH_WORDS * lanes, WORD_BYTES * rans.max_lane_words(lane_size) * lanes
+    if words_bytes % WORD_BYTES or not fewest <= words_bytes <= most:
+        raise PayloadError(
+            "header",
+            f"lane words of {words_bytes} bytes cannot be {lanes} lanes of {lane_size} symbols: expected "
+            f"an even size from {fewest} to {most} bytes",
+        )
     if not lanes <= table_bytes <= MAX_VARINT_BYTES * lanes:
         raise PayloadError(
-            "header", f"lane table of {table_bytes} bytes cannot hold {lanes} lanes' word counts"
+            "header",
+            f"lane table of {table_bytes} bytes cannot hold {lanes} lanes' word counts: expected "
+            f"{lanes} to {MAX_VARINT_BYTES * lanes} bytes",
         )
     data = enc.data
-    if len(data) < table_bytes:
-        raise PayloadError("truncated", f"entropy data is {len(data)} bytes, shorter than its lane table")
-    words_bytes = len(data) - table_bytes
+    check_length(
+        len(data),
+        words_bytes + table_bytes,
+        "entropy data (the words and lane table bytes its header declares)",
+    )
     counts = decode_varints(data[words_bytes:], lanes, "lane table")
     limit = rans.max_lane_words(lane_size)
     if lanes and (counts.min() < rans.FLUSH_WORDS or counts.max() > limit):
@@ -111,7 +125,12 @@ def check_lanes(enc: EncodedTensor, total: int) -> LaneLayout:
         )
     bounds = np.zeros(lanes + 1, np.int64)
     np.cumsum(counts, out=bounds[1:])
-    check_length(words_bytes, WORD_BYTES * int(bounds[-1]), "entropy lanes (the sum of the lane table)")
+    if WORD_BYTES * int(bounds[-1]) != words_bytes:
+        raise PayloadError(
+            "corrupt",
+            f"lane table counts {int(bounds[-1])} words ({WORD_BYTES * int(bounds[-1])} bytes), but the "
+            f"header declares {words_bytes} bytes of words",
+        )
     words = np.frombuffer(data, dtype="<u2", count=int(bounds[-1]))
     return LaneLayout(words, bounds, lane_size, total)
 
