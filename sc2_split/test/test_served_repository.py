@@ -54,4 +54,5 @@ def test_a_written_repository_serves_the_in_process_tails_detections_under_trito
     np.testing.assert_allclose(got.boxes, want.boxes, rtol=0, atol=1e-3)
     np.testing.assert_allclose(got.scores, want.scores, rtol=0, atol=1e-5)
     np.testing.assert_array_equal(got.labels, want.labels)
-    assert isinstance(rejected, PayloadError) and rejected.reason == in_process.value.reason, rejected
+    assert isinstance(rejected, PayloadError), rejected
+    assert rejected.reason == in_process.value.reason == "truncated", (rejected, in_process.value)

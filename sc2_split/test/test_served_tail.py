@@ -111,8 +111,7 @@ def test_a_malformed_payload_fails_alone_and_a_server_restart_costs_only_counted
         robots[0].publish(malformed, 1)
         ok = robots[1].publish(good, 1)
         camera.spin_until(lambda: robots[1].answered(ok), "robot2's detections")
-        # A version 2 payload ends in its lane table, so the cut shows as a damaged table: "corrupt".
-        camera.spin_until(lambda: camera.counter("/tail/robot1", "rejected_corrupt") == 1, "the rejection")
+        camera.spin_until(lambda: camera.counter("/tail/robot1", "rejected_truncated") == 1, "the rejection")
         camera.spin_until(lambda: batch_counts(ports)[0] >= frames_before + 2, "the server's counts")
         assert batch_counts(ports) == (frames_before + 2, batches_before + 1)
         assert not robots[0].detections and camera.counter("/tail/robot2", "rejected") == 0
@@ -151,7 +150,7 @@ def test_a_malformed_payload_fails_alone_and_a_server_restart_costs_only_counted
         assert tail.wait(timeout=30) == 0, tail_log.read_text()
 
     log = tail_log.read_text()
-    assert "robot1: rejected a bottleneck (corrupt, 1 so far)" in log, log
+    assert "robot1: rejected a bottleneck (truncated, 1 so far)" in log, log
     assert "lost a frame (" in log, log
     lost = {n: camera.counter(f"/tail/{n}", "lost") for n in names}
     assert all(1 <= n <= 4 + 10 for n in lost.values()), lost
