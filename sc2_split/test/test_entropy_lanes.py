@@ -42,6 +42,7 @@ def test_lanes_round_trip_exactly_with_escapes_of_every_size(lane_size, seed, sh
     x = huge_latent(TABLES, shape, seed)
     enc = c.encode(x)
     assert (enc.version, enc.chunk_sizes[:2]) == (2, (lane_size, -(-x.size // lane_size)))
+    assert sum(enc.chunk_sizes[2:]) == len(enc.data)  # the words, then the lane table
     symbols = c.decode_symbols(enc, shape)
     assert np.array_equal(symbols, reference_symbols(x, TABLES))
     v1 = codec(version=1)
