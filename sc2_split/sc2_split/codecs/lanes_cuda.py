@@ -4,8 +4,8 @@ thread a lane, the float latents written straight into the caller's CUDA memory.
 The lane decoder is rans.decode_lane compiled as a device function, the very source of the CPU
 reference decoder, so both give the same latents bit for bit. Each block first copies the CDF
 tables into shared memory (the binary search reads them several times a symbol). A batch crosses
-to the GPU in one copy from a pinned staging buffer: the frames' status words (zero), the lane
-table, the lanes' words. Imported only where CUDA is (the tail on a CUDA device): it needs
+to the GPU in two copies from pinned staging: the frames' status words (zero) with the lane table,
+and the lanes' words. Imported only where CUDA is (the tail on a CUDA device): it needs
 numba-cuda and, for `decode_to_tensor`, torch.
 """
 
@@ -26,9 +26,10 @@ _decode_lane = cuda.jit(device=True)(rans.decode_lane)
 
 
 @cuda.jit
-def _decode_kernel(words, lanes_info, per_channel, plane, channels, cdf, width, cdf_length, offset,
-                   precision, medians, buckets, out, frame_size, status, shared_table):  # fmt: skip
-    """Lane g of the batch: words[begin:end] of frame `frame`, symbols first .. first + count - 1."""
+def _decode_kernel(words, meta, frame_slots, lane_total, per_channel, plane, channels, cdf, width, cdf_length,
+                   offset, precision, medians, buckets, out, frame_size, shared_table):  # fmt: skip
+    """Lane g of the batch: its row of the lane table, meta[frame_slots + LANE_COLUMNS * g:], says
+    frame, words[begin:end], first symbol and symbols; meta[frame] gets the frame's worst status."""
     table = cdf
     if shared_table:
         table = cuda.shared.array(0, int32)
@@ -36,15 +37,38 @@ def _decode_kernel(words, lanes_info, per_channel, plane, channels, cdf, width, 
             table[i] = cdf[i]
         cuda.syncthreads()
     g = cuda.grid(1)
-    if g < lanes_info.shape[1]:
-        frame = lanes_info[0, g]
+    if g < lane_total:
+        at = frame_slots + LANE_COLUMNS * g
+        frame = meta[at]
         code = _decode_lane(
-            words, lanes_info[1, g], lanes_info[2, g], lanes_info[3, g], lanes_info[4, g], per_channel,
-            plane, channels, table, width, cdf_length, offset, precision, medians, buckets, out,
-            frame * frame_size, True,
+            words, meta[at + 1], meta[at + 2], meta[at + 3], meta[at + 4], per_channel, plane, channels,
+            table, width, cdf_length, offset, precision, medians, buckets, out, frame * frame_size, True,
         )  # fmt: skip
         if code != rans.OK:
-            cuda.atomic.max(status, frame, code)
+            cuda.atomic.max(meta, frame, code)
+
+
+class _Buffers:
+    """Pinned staging and device memory for batches of up to `frames` frames, `lanes` lanes and `words`
+    words, and their typed views, made once: per batch only the used parts are copied, as each
+    device view costs numba-cuda tens of microseconds. meta (int64) is the frames' status, then the
+    lane table (a row of LANE_COLUMNS a lane)."""
+
+    def __init__(self, frames: int, lanes: int, words: int) -> None:
+        self.frames, self.lanes, self.words = frames, lanes, words
+        meta_bytes = 8 * (frames + LANE_COLUMNS * lanes)
+        size = meta_bytes + 2 * words
+        pinned = cuda.pinned_array(size, np.uint8)
+        device = cuda.device_array(size, np.uint8)
+        self.meta_host = pinned[:meta_bytes].view(np.int64)
+        self.words_host = pinned[meta_bytes:].view(np.uint16)
+        self.meta = device[:meta_bytes].view(np.int64)
+        self.words_device = device[meta_bytes:].view(np.uint16)
+        self.status = self.meta[:frames]
+        self.status_host = cuda.pinned_array(frames, np.int64)
+
+    def fits(self, frames: int, lanes: int, words: int) -> bool:
+        return frames <= self.frames and lanes <= self.lanes and words <= self.words
 
 
 class GpuLanesDecoder:
@@ -64,8 +88,8 @@ class GpuLanesDecoder:
         buckets = rans.search_buckets(cdf, tables.cdf_length, tables.precision).reshape(-1)
         self._buckets = cuda.to_device(buckets)
         # Allocated at the first batch (CUDA refuses empty pinned allocations), grown as needed.
-        self._pinned = self._device = self._status = None
-        self._torch_stream = None
+        self._buffers: _Buffers | None = None
+        self._torch_stream = self._stream = None
         self._compile()
 
     def _compile(self) -> None:
@@ -102,36 +126,29 @@ class GpuLanesDecoder:
         out_array = out if hasattr(out, "copy_to_host") else cuda.as_cuda_array(out)  # numba's, or torch's
         if out_array.size < frames * frame_size:
             raise ValueError(f"out holds {out_array.size} values, {frames} frames need more")
-        status_bytes = 8 * -(-frames // 2)  # int32 each, padded so that the lane table stays aligned
-        info_bytes = 8 * LANE_COLUMNS * lane_total
-        size = status_bytes + info_bytes + 2 * word_total
-        staging = self._staging(size, frames)
-        staging[:status_bytes] = 0
-        info = (
-            staging[status_bytes : status_bytes + info_bytes].view(np.int64).reshape(LANE_COLUMNS, lane_total)
-        )
-        words = staging[status_bytes + info_bytes : size].view(np.uint16)
-        _fill_lane_table(layouts, info, words)
-        device = self._device[:size]
-        device.copy_to_device(staging[:size], stream=stream)
-        status = device[:status_bytes].view(np.int32)
+        buffers = self._buffers_for(frames, lane_total, word_total)
+        slots = buffers.frames
+        meta_used = slots + LANE_COLUMNS * lane_total
+        buffers.meta_host[:frames] = 0
+        info = buffers.meta_host[slots:meta_used].reshape(lane_total, LANE_COLUMNS)
+        _fill_lane_table(layouts, info, buffers.words_host)
+        buffers.meta[:meta_used].copy_to_device(buffers.meta_host[:meta_used], stream=stream)
+        buffers.words_device[:word_total].copy_to_device(buffers.words_host[:word_total], stream=stream)
         blocks = -(-lane_total // THREADS_PER_BLOCK)
         _decode_kernel[blocks, THREADS_PER_BLOCK, stream, self._shared_bytes](
-            device[status_bytes + info_bytes : size].view(np.uint16),
-            device[status_bytes : status_bytes + info_bytes].view(np.int64).reshape(LANE_COLUMNS, lane_total),
-            shape[0] * plane, plane, self.tables.channels, self._cdf, self._width, self._cdf_length,
-            self._offset, self.tables.precision, self._medians, self._buckets, out_array, frame_size, status,
+            buffers.words_device, buffers.meta, slots, lane_total, shape[0] * plane, plane,
+            self.tables.channels, self._cdf, self._width, self._cdf_length, self._offset,
+            self.tables.precision, self._medians, self._buckets, out_array, frame_size,
             self._shared_bytes > 0,
         )  # fmt: skip
-        codes = self._status[:frames]
-        status[:frames].copy_to_host(codes, stream=stream)
+        buffers.status.copy_to_host(buffers.status_host, stream=stream)
         if wait is not None:
             wait()
         elif stream:
             stream.synchronize()
         else:
             cuda.synchronize()
-        return [None if code == rans.OK else _frame_error(code) for code in codes]
+        return [None if code == rans.OK else _frame_error(code) for code in buffers.status_host[:frames]]
 
     def decode_to_tensor(
         self, layouts: Sequence[lanes.LaneLayout], shape: tuple[int, ...], device: object
@@ -145,6 +162,7 @@ class GpuLanesDecoder:
 
         if self._torch_stream is None:
             self._torch_stream = torch.cuda.Stream(device)  # non-blocking: not the default stream's
+            self._stream = cuda.external_stream(self._torch_stream.cuda_stream)
         side = self._torch_stream
         # Allocated in the decoding stream's order; a consumer on another stream must record_stream it.
         with torch.cuda.stream(side):
@@ -155,35 +173,34 @@ class GpuLanesDecoder:
             done.record(side)
             done.synchronize()
 
-        stream = cuda.external_stream(side.cuda_stream)
-        return batch, self.decode_into(layouts, shape, batch.view(-1), stream, wait)
+        return batch, self.decode_into(layouts, shape, batch.view(-1), self._stream, wait)
 
-    def _staging(self, size: int, frames: int) -> np.ndarray:
-        """The pinned staging buffer of at least `size` bytes (and the device buffer it is copied to)."""
-        if self._pinned is None or self._pinned.size < size:
-            capacity = max(size, 2 * (0 if self._pinned is None else self._pinned.size))
-            self._pinned = cuda.pinned_array(capacity, np.uint8)
-            self._device = cuda.device_array(capacity, np.uint8)
-        if self._status is None or self._status.size < frames:
-            self._status = cuda.pinned_array(max(frames, 64), np.int32)
-        return self._pinned
+    def _buffers_for(self, frames: int, lanes: int, words: int) -> _Buffers:
+        """Buffers that fit the batch: the last ones, or larger (twice, or what the batch needs)."""
+        old = self._buffers
+        if old is None or not old.fits(frames, lanes, words):
+            grown = (0, 0, 0) if old is None else (2 * old.frames, 2 * old.lanes, 2 * old.words)
+            self._buffers = _Buffers(max(frames, grown[0], 64), max(lanes, grown[1]), max(words, grown[2]))
+        return self._buffers
 
 
 def _fill_lane_table(layouts: Sequence[lanes.LaneLayout], info: np.ndarray, words: np.ndarray) -> None:
-    """Every lane of the batch as columns of `info` (frame, begin, end, first symbol, symbols), and the
+    """Every lane of the batch as a row of `info` (frame, begin, end, first symbol, symbols), and the
     frames' words end to end in `words` (begin and end index them)."""
     lane, base = 0, 0
     for frame, layout in enumerate(layouts):
         count = len(layout.bounds) - 1
-        columns = info[:, lane : lane + count]
-        columns[0] = frame
-        np.add(layout.bounds[:-1], base, out=columns[1])
-        np.add(layout.bounds[1:], base, out=columns[2])
-        np.multiply(np.arange(count), layout.lane_size, out=columns[3])
-        np.minimum(layout.total - columns[3], layout.lane_size, out=columns[4])
-        words[base : base + len(layout.words)] = layout.words
+        rows = info[lane : lane + count]
+        rows[:, 0] = frame
+        np.add(layout.bounds[:-1], base, out=rows[:, 1])
+        np.add(layout.bounds[1:], base, out=rows[:, 2])
+        np.multiply(np.arange(count), layout.lane_size, out=rows[:, 3])
+        np.minimum(layout.total - rows[:, 3], layout.lane_size, out=rows[:, 4])
+        size = len(layout.words)
+        # As bytes: a plain copy whatever the payload's alignment in its message.
+        words[base : base + size].view(np.uint8)[:] = layout.words.view(np.uint8)
         lane += count
-        base += len(layout.words)
+        base += size
 
 
 def _frame_error(code: int) -> PayloadError:

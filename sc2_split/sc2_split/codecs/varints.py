@@ -1,12 +1,14 @@
 """Unsigned LEB128 varints, for the few numbers of a payload that are usually small: version 1's
 escaped values, version 2's lane table."""
 
+import numba
 import numpy as np
 
 from sc2_split.codecs.payload import PayloadError
 
 # Escaped values are uint32-sized (int32 symbols minus int32 offsets, zigzagged): 5 bytes at most.
 MAX_VARINT_BYTES = 5
+TOO_MANY, TOO_LONG = -1, -2  # _decode's answers beside a count
 
 
 def encode_varints(values: np.ndarray) -> bytes:
@@ -23,18 +25,32 @@ def encode_varints(values: np.ndarray) -> bytes:
 def decode_varints(chunk: bytes, count: int, what: str) -> np.ndarray:
     """Exactly `count` LEB128 values filling `chunk`; anything else means a corrupt payload."""
     data = np.frombuffer(chunk, dtype=np.uint8)
-    ends = np.flatnonzero(data < 0x80)
-    if len(ends) != count or (ends[-1] + 1 if count else 0) != len(data):
+    values = np.empty(count, np.int64)
+    found = _decode(data, values)
+    if found == TOO_LONG:
+        raise PayloadError("corrupt", f"{what} has a value longer than {MAX_VARINT_BYTES} bytes or cut short")
+    if found != count:
+        held = "more" if found == TOO_MANY else str(found)
         raise PayloadError(
-            "corrupt",
-            f"{what} of {len(data)} bytes holds {len(ends)} whole values, expected exactly {count} "
-            "filling it",
+            "corrupt", f"{what} of {len(data)} bytes holds {held} whole values, expected exactly {count}"
         )
-    if count == 0:
-        return np.zeros(0, dtype=np.int64)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    lengths = ends - starts + 1
-    if lengths.max() > MAX_VARINT_BYTES:
-        raise PayloadError("corrupt", f"{what} has a value longer than {MAX_VARINT_BYTES} bytes")
-    shifts = (7 * (np.arange(len(data)) - np.repeat(starts, lengths))).astype(np.uint64)
-    return np.add.reduceat((data & 0x7F).astype(np.uint64) << shifts, starts).astype(np.int64)
+    return values
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode(data: np.ndarray, values: np.ndarray) -> int:
+    """How many values fill `data` (into `values` while they fit); TOO_MANY where more than fit,
+    TOO_LONG for a value longer than MAX_VARINT_BYTES or one cut at the end."""
+    count, value, length = 0, np.int64(0), 0
+    for byte in data:
+        if length == MAX_VARINT_BYTES:
+            return TOO_LONG
+        value |= np.int64(byte & 0x7F) << (7 * length)
+        length += 1
+        if byte < 0x80:
+            if count == len(values):
+                return TOO_MANY
+            values[count] = value
+            count += 1
+            value, length = np.int64(0), 0
+    return count if length == 0 else TOO_LONG
