@@ -11,7 +11,10 @@
 #                          torch_geometric, ml_dtypes, requests, ...); tools/fleet_venv.py picks them
 #   stub-cp312.tar.xz      numpy 1.26, for Triton's Python backend stub only: the stub of Triton 2.51
 #                          passes numpy 2 arrays on empty, while the machine's scipy wants its numpy 2
-# Test folders go, and shared objects lose their symbol tables (strip --strip-unneeded).
+# Test folders go (numpy's _core/tests stays: numpy.testing imports it), and shared objects lose their
+# symbol tables (strip --strip-unneeded), but numpy's OpenBLAS: patchelf'd by auditwheel, it fails to
+# load once stripped ("ELF load command address/offset not page-aligned"). xz -9e: the fleet's call
+# carries 46 MiB of these beside the tree.
 # Usage: tools/gpu_fleet_carry.sh OUT_DIR   (needs a Python 3.12 with pip: PY312, default python3.12)
 # OUT_DIR gets the two archives only (carry it whole); downloads stay in OUT_DIR.build.
 set -euo pipefail
@@ -68,9 +71,11 @@ pack() { # NAME REQUIREMENTS...: installed into a folder, then packed
     rm -rf "${work:?}/$name"
     mapfile -t files < <(wheels_of "$@")
     "$py" -m pip install -q --no-index --no-deps --no-compile --target "$work/$name" "${files[@]}"
-    find "$work/$name" -depth -type d \( -name tests -o -name __pycache__ \) -exec rm -rf {} +
+    # numpy.testing, which scipy imports, needs numpy/_core/tests/_natype.py.
+    find "$work/$name" -depth -type d \( -name tests -not -path "*/numpy/_core/tests" -o -name __pycache__ \) \
+        -exec rm -rf {} +
     find "$work/$name" -type f \( -name "*.so" -o -name "*.so.*" -o -path "*/tritonserver/bin/*" \
-        -o -name triton_python_backend_stub \) -exec strip --strip-unneeded {} +
+        -o -name triton_python_backend_stub \) -not -path "*/numpy.libs/*" -exec strip --strip-unneeded {} +
     if [[ -d $work/$name/pytriton ]]; then
         # PyTriton takes an install outside site-packages for an editable one and looks for its
         # libraries there.
@@ -81,7 +86,7 @@ pack() { # NAME REQUIREMENTS...: installed into a folder, then packed
         echo 'const char icudt70_dat[16] = {0};' | gcc -shared -fPIC -x c - -o "$icudata" \
             -Wl,-soname,"$(basename "$icudata")"
     fi
-    tar -C "$work/$name" -cf - . | xz -6 -T2 >"$out/$name-cp312.tar.xz"
+    tar -C "$work/$name" -cf - . | xz -9e -T2 >"$out/$name-cp312.tar.xz"
     rm -rf "${work:?}/$name"
 }
 pack site "${site[@]}"
