@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from sc2_split.data.sequences import sequence
+from sc2_split.data.sequences import coco_video_ground_truth, sequence
 from sc2_split.data.synthetic import frames
 from sc2_split.evaluation.coco_map import evaluate_detector
-from sc2_split.evaluation.rate_accuracy import Scorer, demo_student, lost_frames
+from sc2_split.evaluation.rate_accuracy import Methods, Scorer, demo_student, evaluate, lost_frames
 from sc2_split.frames import CodedFrame
 from sc2_split.models.build import model_id
 from sc2_split.models.split import Head, image_geometry
@@ -107,6 +107,34 @@ def test_a_lost_bottleneck_costs_only_its_own_frame() -> None:
     for i in (0, 2):
         np.testing.assert_array_equal(lossy[i].boxes, clean[i].boxes)
         np.testing.assert_array_equal(lossy[i].scores, clean[i].scores)
+
+
+def test_a_students_row_scores_what_its_tail_detects_frame_by_frame() -> None:
+    """The evaluation decodes and detects a student's frames in batches; its row's mAP is that of the
+    tail's detections of one frame at a time."""
+    data = sequence("test", 4, 3)
+    frames = [image for image, _ in data]
+    scorer = Scorer(coco_video_ground_truth([target for _, target in data]), [len(frames)], draws=1)
+    rows = evaluate([frames], scorer, "cpu", Methods((), (), (), students=("demo_bq1",)))
+    assert [(r.method, r.payload) for r in rows] == [("teacher", "raw"), ("demo_bq1", "quant8")]
+
+    model = demo_student("demo_bq1")
+    tail = TailPipeline(model, model_id("demo_bq1", model))
+    geometry = image_geometry(model, *frames[0].shape[:2])
+    head = Head(model, geometry).eval()
+    outputs = []
+    with torch.inference_mode():
+        for f in frames:
+            result = tail(
+                CodedFrame(
+                    tail.codecs["quant8"].encode(head(torch.from_numpy(f)).numpy()), geometry, tail.model_id
+                )
+            )
+            outputs.append({k: torch.from_numpy(getattr(result, k)) for k in ("boxes", "scores", "labels")})
+    expected_map, expected_map_50 = scorer.score([outputs])[0]
+    assert rows[1].map == pytest.approx(expected_map, abs=1e-3)
+    assert rows[1].map_50 == pytest.approx(expected_map_50, abs=1e-3)
+    assert rows[1].map > 0.3
 
 
 def test_the_bq_client_sends_one_raw_byte_per_latent_element() -> None:

@@ -267,20 +267,13 @@ def _student_rows(name: str, frames: list[np.ndarray], scorer: Scorer, device: s
     for codec_name, codec in tail.codecs.items():
         if name != DEMO_CHECKPOINT and codec_name != ("entropy" if "entropy" in tail.codecs else "quant8"):
             continue
+        encoded = [codec.encode(latent) for latent in latents]
         outputs: list[Output] = []
-        sizes = []
-        for latent in latents:
-            encoded = codec.encode(latent)
-            sizes.append(encoded.nbytes)
-            result = tail(CodedFrame(encoded, geometry, tail.model_id))
-            outputs.append(
-                {
-                    "boxes": torch.from_numpy(result.boxes),
-                    "scores": torch.from_numpy(result.scores),
-                    "labels": torch.from_numpy(result.labels),
-                }
-            )
-        yield _per_frame_row(scorer, name, codec_name, sizes, outputs)
+        for at in range(0, len(encoded), _BATCH):  # each payload checked and decoded, then one batch
+            batch = [tail.decode(CodedFrame(e, geometry, tail.model_id)) for e in encoded[at : at + _BATCH]]
+            for result in tail.detect_batch(batch, [geometry] * len(batch)):
+                outputs.append({k: torch.from_numpy(v) for k, v in result.items()})
+        yield _per_frame_row(scorer, name, codec_name, [e.nbytes for e in encoded], outputs)
     tail.close()
 
 
