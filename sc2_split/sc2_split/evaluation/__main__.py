@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("docs"))
     p.add_argument("--name", help="file stem (default: rate_accuracy_sequences, _still or _bag)")
     p.add_argument(
+        "--no-plot",
+        action="store_true",
+        help="no .png (a machine without matplotlib): --merge of the .json draws it elsewhere",
+    )
+    p.add_argument(
         "--merge",
         type=Path,
         nargs="+",
@@ -77,9 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.merge:
         rows, latency, about, metric = merged(args.merge)
-        path = write(
-            rows, latency, args.about or about, metric, args.out, args.name or "rate_accuracy_sequences"
-        )
+        name = args.name or "rate_accuracy_sequences"
+        path = write(rows, latency, args.about or about, metric, args.out, name, not args.no_plot)
         print(path.read_text())
         return 0
 
@@ -134,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         scorer.close()
     latency = measure(clips[0][: args.latency_frames]) if args.latency_frames and not args.still else []
-    path = write(rows, latency, about, metric, args.out, args.name or name)
+    path = write(rows, latency, about, metric, args.out, args.name or name, not args.no_plot)
     print(path.read_text())
-    print(f"wrote {path} and its .json, .png")
+    print(f"wrote {path} and its .json{'' if args.no_plot else ', .png'}")
     return 0
 
 

@@ -38,8 +38,16 @@ def markdown(rows: list[Row], about: str, metric: str = "mAP", latency: list[Lat
     return "\n".join(lines) + "\n"
 
 
-def write(rows: list[Row], latency: list[LatencyRow], about: str, metric: str, out: Path, name: str) -> Path:
-    """out/name.md, .json and .png; returns the Markdown file."""
+def write(
+    rows: list[Row],
+    latency: list[LatencyRow],
+    about: str,
+    metric: str,
+    out: Path,
+    name: str,
+    draw: bool = True,
+) -> Path:
+    """out/name.md, .json and (if `draw`) .png; returns the Markdown file."""
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.md").write_text(markdown(rows, about, metric, latency))
     document = {
@@ -49,7 +57,8 @@ def write(rows: list[Row], latency: list[LatencyRow], about: str, metric: str, o
         "latency": [dataclasses.asdict(t) for t in latency],
     }
     (out / f"{name}.json").write_text(json.dumps(document, indent=1))
-    plot(rows, out / f"{name}.png", metric)
+    if draw:
+        plot(rows, out / f"{name}.png", metric)
     return out / f"{name}.md"
 
 
