@@ -4,7 +4,7 @@ stands still, pans and drives, objects that move, and per-frame COCO annotations
 import itertools
 
 import numpy as np
-from sc2_split.data.sequences import MOTIONS, coco_video_ground_truth, motion_plan, sequence
+from sc2_split.data.sequences import MOTIONS, coco_video_ground_truth, motion_plan, sequence, sequences
 
 LENGTH = 8
 
@@ -46,3 +46,14 @@ def test_coco_document_names_videos_and_frames() -> None:
     ids = {i["id"] for i in document["images"]}
     assert document["annotations"] and all(a["image_id"] in ids for a in document["annotations"])
     assert {a["iscrowd"] for a in document["annotations"]} <= {0, 1}
+
+
+def test_sequences_made_on_workers_are_those_made_in_process() -> None:
+    apart, here = sequences("test", 2, 3, workers=2), sequences("test", 2, 3)
+    assert len(apart) == 2
+    for clip_apart, clip_here in zip(apart, here, strict=True):
+        for (image_apart, target_apart), (image_here, target_here) in zip(clip_apart, clip_here, strict=True):
+            np.testing.assert_array_equal(image_apart, image_here)
+            assert target_apart.keys() == target_here.keys()
+            for key, value in target_here.items():
+                np.testing.assert_array_equal(target_apart[key], value)

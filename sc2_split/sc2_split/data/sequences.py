@@ -11,7 +11,9 @@ the still frames never show one.
 
 import math
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -64,9 +66,12 @@ def sequence(split: str, index: int, length: int = 2 * FPS, seed: int = 0) -> li
 
 
 def sequences(
-    split: str, count: int, length: int = 2 * FPS, seed: int = 0
+    split: str, count: int, length: int = 2 * FPS, seed: int = 0, workers: int = 1
 ) -> list[list[tuple[np.ndarray, dict]]]:
-    """Sequences 0 .. count - 1 of a split."""
+    """Sequences 0 .. count - 1 of a split, made on up to `workers` processes (each is independent)."""
+    if workers > 1 and count > 1:
+        with ProcessPoolExecutor(min(workers, count)) as pool:
+            return list(pool.map(partial(sequence, split, length=length, seed=seed), range(count)))
     return [sequence(split, index, length, seed) for index in range(count)]
 
 

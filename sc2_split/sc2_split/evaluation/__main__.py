@@ -63,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--latency-frames", type=int, default=30, help="frames timed per path (0: no latency table)"
     )
-    p.add_argument("--workers", type=int, default=1, help="processes that compute mAP (pycocotools)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes that make the sequences and compute mAP (pycocotools)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=Path("docs"))
     p.add_argument("--name", help="file stem (default: rate_accuracy_sequences, _still or _bag)")
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         metric, name = "mAP", "rate_accuracy_still"
     else:
-        clips_data = sequences(args.split, args.sequences, args.length)
+        clips_data = sequences(args.split, args.sequences, args.length, workers=args.workers)
         clips = [[image for image, _ in clip] for clip in clips_data]
         ground_truth = coco_video_ground_truth([target for clip in clips_data for _, target in clip])
         about = (
