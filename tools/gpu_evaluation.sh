@@ -100,11 +100,11 @@ for points in (r.JPEG_QUALITIES, r.WEBP_QUALITIES, r.VIDEO_BITRATES, r.STUDENTS)
         shift
         while (($(jobs -rp | wc -l) >= parallel)); do wait -n; done
         local limit=$((budget - SECONDS))
+        parts+=("$name")
         if ((limit < 30)); then
             echo "part $name: not started, ${limit} s left"
             return
         fi
-        parts+=("$name")
         echo "part $name: started at $SECONDS s, at most $limit s"
         (
             OMP_NUM_THREADS=2 NUMBA_NUM_THREADS=2 timeout -k 10 "$limit" "$py" -m sc2_split.evaluation \
@@ -152,7 +152,7 @@ for points in (r.JPEG_QUALITIES, r.WEBP_QUALITIES, r.VIDEO_BITRATES, r.STUDENTS)
     fi
     local about
     about=$("$py" -c "import json, sys; print(json.load(open(sys.argv[1]))['about'])" "${done[0]}")
-    about+=" Machine: $machine; split by method into ${#parts[@]} processes run side by side (latency alone"
+    about+=" Machine: $machine; split by method into ${#parts[@]} processes run side by side (the latency alone"
     about+=" after them), merged (tools/gpu_evaluation.sh)."
     ((${#missing[@]})) && about+=" Stopped before the end, so missing: ${missing[*]}."
     "$py" -m sc2_split.evaluation --merge "${done[@]}" --about "$about" --out "$OUT" "${plot[@]}" || return 1
