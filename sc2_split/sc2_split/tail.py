@@ -221,6 +221,20 @@ class TailPipeline:
             for out in outs
         ]
 
+    def warm_up(self, width: int, height: int, max_batch: int) -> None:
+        """Runs the network on frames of width x height at every batch size a served tail pads to, up
+        to `max_batch`: on CUDA each batch size's graph is captured (and cuDNN has picked its
+        kernels) before the first robot's frame, which would otherwise wait seconds for it."""
+        geometry = ImageGeometry.for_image(height, width, self._min_size, self._max_size, self._stride)
+        self.check_geometry(geometry)
+        latent = np.zeros(self.latent_shape(geometry.padded_height, geometry.padded_width), np.float32)
+        size = 1
+        while True:
+            self.detect_batch([latent] * size, [geometry] * size)
+            if size >= max_batch:
+                return
+            size = min(2 * size, max_batch)
+
     def check_geometry(self, g: ImageGeometry) -> None:
         """Sizes that this model's transform could have produced, else PayloadError("shape")."""
         resized_long, resized_short = (

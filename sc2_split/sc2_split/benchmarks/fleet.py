@@ -399,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         str(args.decode_workers),
     ]
     server_args += [a for _ in range(args.instances) for a in ("--device", args.device)]
+    # Every batch size's CUDA graph captured before the first robot: not within a row's seconds.
+    server_args += ["--warm-up", f"{WIDTH}x{HEIGHT}"]
     in_process = args.robots if args.in_process_robots is None else args.in_process_robots
     ports = ServerPorts.free()
     # Side by side: each number of robots served, then in process (the served model idle meanwhile),

@@ -56,9 +56,11 @@ def serve(
     workers: int = 0,
     ports: tuple[int, int, int] = (8000, 8001, 8002),
     precision: str = "fp32",
+    warm_up: Sequence[tuple[int, int]] = (),
 ) -> None:
     """Serves until SIGINT or SIGTERM: one instance of each model per device, each with `workers`
-    entropy decoding processes."""
+    entropy decoding processes, warmed up for frames of each (width, height) in `warm_up` before
+    the server takes requests."""
     os.environ.update(libpython_env(os.environ))  # for the tritonserver PyTriton starts
     from pytriton.decorators import batch
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor, TimeoutAction
@@ -80,6 +82,9 @@ def serve(
                 for d in devices
             ]
             pipelines += instances
+            for pipeline in instances:
+                for width, height in warm_up:
+                    pipeline.warm_up(width, height, batching.max_batch)
             name = triton_model_name(instances[0].model_id)
             triton.bind(
                 model_name=name,
@@ -107,6 +112,14 @@ def serve(
                 pipeline.close()
 
 
+def frame_size(text: str) -> tuple[int, int]:
+    """(width, height) of "640x480"."""
+    width, _, height = text.partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 640x480")
+    return int(width), int(height)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tail_server", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -128,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument(
+        "--warm-up", action="append", type=frame_size, default=[], metavar="WIDTHxHEIGHT",
+        help="camera size to warm each instance up for (every batch size) before serving, repeatable",
+    )  # fmt: skip
+    parser.add_argument(
         "--write-repository", metavar="DIR",
         help="write a model repository for a standalone tritonserver instead of serving",
     )  # fmt: skip
@@ -146,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             print(path)
         return 0
     ports = (args.http_port, args.grpc_port, args.metrics_port)
-    serve(models, devices, batching, args.decode_workers, ports, args.precision)
+    serve(models, devices, batching, args.decode_workers, ports, args.precision, args.warm_up)
     return 0
 
 
