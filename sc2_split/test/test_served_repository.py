@@ -1,6 +1,7 @@
 """The model repository that `tail_server --write-repository` writes, served by a standalone
-`tritonserver` (the PyTriton wheel's binary, on the CPU): its Python backend finds sc2_split, and a
-bottleneck gets the in-process tail's detections; a truncated one the in-process tail's rejection."""
+`tritonserver` (the PyTriton wheel's binary, on the CPU): its Python backend finds sc2_split and
+warms up for the camera's size, and a bottleneck gets the in-process tail's detections; a truncated
+one the in-process tail's rejection."""
 
 import os
 import queue
@@ -28,9 +29,14 @@ def test_a_written_repository_serves_the_in_process_tails_detections_under_trito
     truncated.data = truncated.data[:-10]
     config, checkpoint = exported_head["model_config"], exported_head["checkpoint"]
     repository = tmp_path / "models"
-    assert tail_server(["--write-repository", str(repository), "--model", f"{config}:{checkpoint}"]) == 0
+    camera = f"{msg.image_width}x{msg.image_height}"  # each instance warms up for it, batches 1 to 4
+    written = ["--write-repository", str(repository), "--model", f"{config}:{checkpoint}"]
+    assert tail_server([*written, "--max-batch", "4", "--warm-up", camera]) == 0
     name = triton_model_name(HeadMetadata.load(exported_head["metadata_file_path"]).model_id)
-    assert (repository / name / "config.pbtxt").is_file()
+    assert (
+        f'key: "warm_up" value: {{ string_value: "{camera}" }}'
+        in (repository / name / "config.pbtxt").read_text()
+    )
 
     ports = ServerPorts.free()
     command, env = wheel_tritonserver_command(repository, ports, tmp_path / "triton", os.environ)

@@ -1,7 +1,8 @@
 """The served tail as a model of Triton's Python backend, for a standalone `tritonserver` (NVIDIA's
 container) reading the model repository that `tail_server --write-repository` writes. Each model
-instance builds its TailPipeline from the config's parameters on the device Triton gives it; the
-batching, queue policy and instance groups are Triton's, in config.pbtxt.
+instance builds its TailPipeline from the config's parameters on the device Triton gives it, and
+warms it up for the parameters' frame sizes before Triton sends it a request; the batching, queue
+policy and instance groups are Triton's, in config.pbtxt.
 
 Only importable inside Triton's Python backend stub, which provides `triton_python_backend_utils`.
 """
@@ -12,6 +13,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from sc2_split.serving.protocol import HEADER, OUTPUT_TENSORS, PAYLOAD
+from sc2_split.serving.server import frame_size
 from sc2_split.serving.tail_model import BatchedTail
 from sc2_split.tail import TailPipeline
 
@@ -31,6 +33,8 @@ class TritonPythonModel:
                 f"{args['model_name']}: the repository was written for {p['model_id']}, these weights are "
                 f"{self.pipeline.model_id}; write it again from the checkpoint the heads were exported from"
             )
+        for size in p.get("warm_up", "").split():
+            self.pipeline.warm_up(*frame_size(size), int(config["max_batch_size"]))
         self.tail = BatchedTail(self.pipeline)
 
     def execute(self, requests: list) -> list:

@@ -59,9 +59,11 @@ def write_repository(
     batching: Batching,
     decode_workers: int = 0,
     precision: str = "fp32",
+    warm_up: Sequence[tuple[int, int]] = (),
 ) -> list[Path]:
     """Writes each model's directory; `devices` become one instance group (cuda:N: one instance on
-    GPU N; cpu: on the CPU). Returns the config files written."""
+    GPU N; cpu: on the CPU), and each instance warms up for the (width, height) frames of `warm_up`
+    as tail_server's do. Returns the config files written."""
     written = []
     for model in models:
         with TailPipeline.from_config(model.model_config, model.checkpoint) as pipeline:
@@ -76,6 +78,7 @@ def write_repository(
             "model_id": model_id,
             "decode_workers": str(decode_workers),
             "precision": precision,
+            "warm_up": " ".join(f"{width}x{height}" for width, height in warm_up),
         }
         config = directory / "config.pbtxt"
         config.write_text(model_config_text(name, batching, devices, parameters))

@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument(
         "--warm-up", action="append", type=frame_size, default=[], metavar="WIDTHxHEIGHT",
-        help="camera size to warm each instance up for (every batch size) before serving, repeatable",
+        help="camera size to warm each instance up for (every batch size) before serving, repeatable; "
+        "written into a repository too",
     )  # fmt: skip
     parser.add_argument(
         "--write-repository", metavar="DIR",
@@ -157,7 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         from sc2_split.serving.repository import write_repository
 
         written = write_repository(
-            args.write_repository, models, devices, batching, args.decode_workers, args.precision
+            args.write_repository,
+            models,
+            devices,
+            batching,
+            args.decode_workers,
+            args.precision,
+            args.warm_up,
         )
         for path in written:
             print(path)
