@@ -92,9 +92,8 @@ def decode_lane(
     frame from words[begin:end] into out[out_base + NCHW index of each symbol]: the symbol, or, when
     `as_latent`, the float32 symbol plus its channel's median. `cdf` is the tables' quantized_cdf
     flattened (rows of `width`), `plane` is H * W, `buckets` is search_buckets of the tables,
-    flattened. Reads
-    and writes nothing outside words[begin:end] and these `count` places of `out`. Returns a status
-    code (OK)."""
+    flattened. Reads and writes nothing outside words[begin:end] and these `count` places of `out`.
+    Returns a status code (OK)."""
     if end - begin < 2:
         return OUT_OF_WORDS
     state = (np.int64(words[begin]) << WORD_BITS) | np.int64(words[begin + 1])
@@ -114,7 +113,8 @@ def decode_lane(
     shift = np.int64(offset[channel])
     median = medians[channel]
     bucket_shift = precision - min(BUCKET_BITS, precision)
-    bucket_row = channel * (2 << (precision - bucket_shift))
+    bucket_stride = 2 << (precision - bucket_shift)  # a channel's (lo, hi) pairs
+    bucket_row = channel * bucket_stride
     for _ in range(count):
         slot = state & mask
         at = bucket_row + 2 * (slot >> bucket_shift)
@@ -179,7 +179,7 @@ def decode_lane(
                     length = cdf_length[channel]
                     shift = np.int64(offset[channel])
                     median = medians[channel]
-                    bucket_row = channel * (2 << (precision - bucket_shift))
+                    bucket_row = channel * bucket_stride
             dst = out_base + (n * channels + channel) * plane
     if state != STATE_LOW or pos != end:
         return NOT_AT_END
