@@ -162,8 +162,13 @@ class TailPipeline:
                 results[i] = exc
         for shape, members in lanes.items():  # symbol + median: always finite
             assert self.gpu_decoder is not None
-            with torch.cuda.device(self.device):
-                batch, errors = self.gpu_decoder.decode_to_tensor([m[1] for m in members], shape, self.device)
+            try:
+                with torch.cuda.device(self.device):
+                    batch, errors = self.gpu_decoder.decode_to_tensor(
+                        [m[1] for m in members], shape, self.device
+                    )
+            except Exception as exc:  # the shared launch's failure: its frames', not the others'
+                batch, errors = None, [exc] * len(members)
             for k, ((i, _), error) in enumerate(zip(members, errors, strict=True)):
                 results[i] = batch[k * shape[0] : (k + 1) * shape[0]] if error is None else error
         return results
