@@ -3,7 +3,8 @@ the serving stack: a venv (made by the caller, `python -m venv --without-pip VEN
 one .pth file, the carried packages first, then this tree's sc2_split, then this Python's own site
 folders, then the carried fallbacks it lacks; and, in Triton's Python backend stub only, numpy 1.26
 before all (the stub of Triton 2.51 passes numpy 2 arrays on empty; the machine's scipy needs its
-numpy 2 everywhere else).
+numpy 2 everywhere else), with stand-ins of scipy and pandas: a standalone tritonserver's stub runs
+the tail itself, and the machine's scipy, built for numpy 2, would not import there.
 
 A venv and not PYTHONPATH: Triton's Python backend stub ignores PYTHONPATH and finds packages only in
 the environment it runs in, and PyTriton's proxy needs numpy, zmq and pytriton there.
@@ -32,6 +33,12 @@ def __getattr__(name):
 '''
 
 
+def write_standin(folder: Path, package: str) -> None:
+    (folder / package).mkdir()
+    for module in STANDINS[package]:
+        (folder / package / f"{module}.py").write_text(STANDIN)
+
+
 def link_missing(fallback: Path, missing: Path) -> None:
     """Each fallback distribution that this Python has none of, linked into `missing`."""
     for info in sorted(fallback.glob("*.dist-info")):
@@ -45,22 +52,25 @@ def link_missing(fallback: Path, missing: Path) -> None:
             if not (missing / top).exists():
                 (missing / top).symlink_to(fallback / top)
         print(f"fallback: {dist.metadata['Name']} {dist.version}")
-    for package, modules in STANDINS.items():
+    for package in STANDINS:
         if find_spec(package) is None and not (missing / package).exists():
-            (missing / package).mkdir()
-            for module in modules:
-                (missing / package / f"{module}.py").write_text(STANDIN)
+            write_standin(missing, package)
             print(f"stand-in: {package}")
 
 
 def main(venv: Path, tree: Path, site: Path, fallback: Path, stub_site: Path) -> None:
-    missing = venv / "missing"
+    missing, stub_standins = venv / "missing", venv / "stub-standins"
     missing.mkdir(exist_ok=True)
     link_missing(fallback, missing)
+    if not stub_standins.exists():
+        stub_standins.mkdir()
+        for package in STANDINS:
+            write_standin(stub_standins, package)
     own = [p for p in sys.path if p.rstrip("/").endswith(SITE_FOLDERS) and Path(p).is_dir()]
     in_stub = f"os.path.basename(os.path.realpath('/proc/self/exe')) == {STUB!r}"
     lines = [
-        f"import os, sys; {in_stub} and sys.path.insert(0, {str(stub_site)!r})",
+        f"import os, sys; {in_stub} and sys.path.__setitem__(slice(0, 0), "
+        f"[{str(stub_site)!r}, {str(stub_standins)!r}])",
         str(site),
         str(tree / "sc2_split"),
         *(f"import site; site.addsitedir({p!r})" for p in own),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The fleet benchmark (python -m sc2_split.benchmarks.fleet) on a lent GPU machine in 3 to 5 minutes:
-# N in-process tails against one served tail for 1, 4, 16 and 32 robots, the demo model, then the
-# ResNet-50 (random weights) in the time left. JSON per model, a markdown table and the machine's
+# N in-process tails against one served tail for 1 to 72 robots, the demo model, served by a standalone
+# tritonserver (8 instances, a process each) and by tail_server (PyTriton, 2 instances in one process);
+# then the ResNet-50 (random weights) in the time left, under tritonserver. JSON per model, a markdown table and the machine's
 # facts under $OUT.
 #
 # From the root of a copy of this tree, on a machine with Python 3.12 and torch but no serving stack:
@@ -12,7 +13,7 @@
 set -uo pipefail
 : "${OUT:?set OUT to the folder for the results}"
 mkdir -p "$OUT"
-budget=${BUDGET_S:-170} # seconds from the start: the demo model wants ~150; BUDGET_S=300 runs the ResNet-50 too
+budget=${BUDGET_S:-540} # seconds from the start, for all MODELS
 py=${PYTHON:-python3}
 tree=$(pwd)
 
@@ -65,12 +66,13 @@ gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 machine=${MACHINE:-one ${gpu:-machine without GPU}, $(nproc) CPU cores}
 if [[ -n ${TINY:-} ]]; then
     # A shared CPU answers slowly: a long request timeout, so that some frames are answered.
-    robots=(1 2) resnet_robots=() resnet_in_process=() seconds=1 warmup=0.5 instances=1 workers=0
-    request_timeout=20
+    robots=(1 2) in_process=(1 2) resnet_robots=() resnet_in_process=() seconds=1 warmup=0.5 workers=0
+    serve=(--serve tritonserver:1 --serve tail_server:1) resnet_serve=() request_timeout=20
 else
-    # 32 in-process ResNet-50 tails take long to start: served only at 32.
-    robots=(1 4 16 32) resnet_robots=(1 4 16 32) resnet_in_process=(1 4 16) seconds=2 warmup=1 instances=2
-    workers=0 request_timeout=1.5
+    # 72 robots offer 2,160 frames/s; 32 in-process ResNet-50 tails take long to start: served only.
+    robots=(1 4 16 32 72) in_process=(1 4 16 32) resnet_robots=(1 4 16 32) resnet_in_process=(1 4 16)
+    serve=(--serve tritonserver:8 --serve tail_server:2) resnet_serve=(--serve tritonserver:4)
+    seconds=2 warmup=1 workers=0 request_timeout=1.5
 fi
 
 # One model's rows, stopped where the time left runs out (the JSON holds the rows done).
@@ -79,20 +81,23 @@ fleet() { # NAME TIMEOUT_S ARGS...
     shift 2
     echo "== $name ($(date -u +%T), at most ${limit} s)"
     timeout -s INT -k 20 "$limit" "$py" -m sc2_split.benchmarks.fleet "$@" --warmup "$warmup" --seconds "$seconds" \
-        --instances "$instances" --decode-workers "$workers" --timeout "$request_timeout" --machine "$machine" \
+        --decode-workers "$workers" --timeout "$request_timeout" --machine "$machine" \
         --json "$OUT/fleet_$name.json" 2>&1 | grep --line-buffered -v -E "Warning|warnings.warn" | tee "$OUT/fleet_$name.log"
 }
 left() { echo $((budget - SECONDS)); }
 
-# The demo model's four settings in both modes take about 2 minutes on an H200 (16 cores): with less
-# time than ~200 s left the demo gets it all, otherwise half, and the ResNet-50 what remains.
-if (($(left) < 200)); then demo_limit=$(($(left) - 5)); else demo_limit=$(($(left) / 2)); fi
-fleet demo "$demo_limit" --model demo_fp:demo_fp_beta4.5_stage2 --robots "${robots[@]}"
-if ((${#resnet_robots[@]})) && (($(left) > 60)); then
+# MODELS picks (default both): with both, the demo gets half the time left, the ResNet-50 the rest.
+models=${MODELS:-demo resnet50}
+if [[ $models == *demo* ]]; then
+    if [[ $models == *resnet50* ]]; then demo_limit=$(($(left) / 2)); else demo_limit=$(($(left) - 5)); fi
+    fleet demo "$demo_limit" --model demo_fp:demo_fp_beta4.5_stage2 --robots "${robots[@]}" \
+        --in-process-robots "${in_process[@]}" "${serve[@]}"
+fi
+if [[ $models == *resnet50* ]] && ((${#resnet_robots[@]})) && (($(left) > 60)); then
     # Entropy version 2, decoded on the GPU a batch at a time (the random weights' near-uniform latent
     # is ~880 KB a frame, the worst case).
     fleet resnet50 $(($(left) - 8)) --model sc2_resnet50_fp --robots "${resnet_robots[@]}" \
-        --in-process-robots "${resnet_in_process[@]}"
+        --in-process-robots "${resnet_in_process[@]}" "${resnet_serve[@]}"
 fi
 "$py" -m sc2_split.benchmarks.fleet --table "$OUT"/fleet_*.json | tee "$OUT/fleet_table.md"
 echo "gpu_fleet: done in $SECONDS s"

@@ -1,10 +1,13 @@
 """One edge GPU for a fleet: N robots at 30 Hz each against N in-process tails (one process and one
-model copy per robot, batch 1, as without a server) and against one served tail (tail_server,
-dynamic batching across robots). Robots are processes that send recorded coded frames at their
-camera's rate; a served robot sends through the tail node's own client (serving/client.py), with
-no ROS in between, so that the figures are the tail's.
+model copy per robot, batch 1, as without a server) and against one served tail (dynamic batching
+across robots), served by `tail_server` (PyTriton: its instances share one Python process) or by a
+standalone `tritonserver` on a written repository (one backend process per instance), side by side
+with `--serve tail_server:2 --serve tritonserver:8`. Robots are processes that send recorded coded
+frames at their camera's rate; a served robot sends through the tail node's own client
+(serving/client.py), with no ROS in between, so that the figures are the tail's.
 
-    python -m sc2_split.benchmarks.fleet --model demo_fp:demo_fp_beta4.5_stage2 --robots 1 4 16 32
+    python -m sc2_split.benchmarks.fleet --model demo_fp:demo_fp_beta4.5_stage2 --robots 1 4 16 32 \
+        --serve tritonserver:8 --serve tail_server:2
 
 Per row: aggregate frames/s answered, per-robot request latency p50/p99 (send to detections, the
 worst robot's), frames dropped or lost, GPU memory in use on the device and edge CPU (cores busy in
@@ -23,6 +26,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +36,27 @@ import psutil
 
 RATE_HZ = 30.0
 HEIGHT, WIDTH = 480, 640
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A served setting, "SERVER:INSTANCES": `tail_server` (PyTriton), or `tritonserver` (the PyTriton
+    wheel's binary on the repository `tail_server --write-repository` writes), with that many
+    instances of the model on the device."""
+
+    server: str
+    instances: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Serving":
+        server, _, count = text.partition(":")
+        if server not in ("tail_server", "tritonserver") or not count.isdigit() or int(count) < 1:
+            raise argparse.ArgumentTypeError(f"{text!r} is not tail_server:N or tritonserver:N")
+        return cls(server, int(count))
+
+    @property
+    def mode(self) -> str:
+        return f"served, {self.server} x{self.instances}"
 
 
 @dataclass(frozen=True)
@@ -266,6 +292,7 @@ def run_in_process(
 
 
 def run_served(
+    mode: str,
     url: str,
     server: psutil.Process,
     frames: Path,
@@ -292,7 +319,40 @@ def run_served(
     reports = [queue.get(timeout=600) for _ in procs]
     for p in procs:
         p.join(timeout=60)
-    return summarize("served", robots, reports, seconds, cpu1 - cpu0, gpu, client1 - client0)
+    return summarize(mode, robots, reports, seconds, cpu1 - cpu0, gpu, client1 - client0)
+
+
+@contextmanager
+def started(serving: Serving, args: argparse.Namespace, spec: str, out: Path, name: str) -> Iterator[tuple]:
+    """(server process, ports) of `serving`, each batch size warmed up for the recorded frames' size,
+    until the block ends."""
+    from sc2_split.serving.process import ServerPorts, server_process, tail_server_process
+    from sc2_split.serving.server import Batching, ServedModel
+
+    ports, devices = ServerPorts.free(), [args.device] * serving.instances
+    log = out / f"{serving.server}-{serving.instances}.log"
+    if serving.server == "tail_server":
+        server_args = ["--model", spec, "--precision", args.precision, "--max-batch", str(args.max_batch)]
+        server_args += ["--queue-delay-us", str(args.queue_delay_us)]
+        server_args += ["--decode-workers", str(args.decode_workers)]
+        server_args += [a for d in devices for a in ("--device", d)]
+        # Every batch size's CUDA graph captured before the first robot: not within a row's seconds.
+        server_args += ["--warm-up", f"{WIDTH}x{HEIGHT}"]
+        with tail_server_process(server_args, ports, dict(os.environ), log, [name]) as server:
+            yield server, ports
+        return
+    from sc2_split.serving.process import wheel_tritonserver_command
+    from sc2_split.serving.repository import write_repository
+
+    repository = out / f"repository-{serving.instances}"
+    batching = Batching(args.max_batch, args.queue_delay_us)
+    write_repository(
+        repository, [ServedModel.parse(spec)], devices, batching, args.decode_workers, args.precision,
+        [(WIDTH, HEIGHT)],
+    )  # fmt: skip
+    command, env = wheel_tritonserver_command(repository, ports, out / "triton", os.environ)
+    with server_process(command, ports, env, log, [name]) as server:
+        yield server, ports
 
 
 def per_added_robot(rows: list[dict], key: str) -> list[float]:
@@ -341,7 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-process-robots", type=int, nargs="*", help="default: --robots")
     parser.add_argument("--device", help="default: cuda where there is one, else cpu")
     parser.add_argument("--precision", help="default: fp16 on cuda, fp32 on cpu")
-    parser.add_argument("--instances", type=int, default=2, help="served model instances on the device")
+    parser.add_argument(
+        "--serve", type=Serving.parse, action="append", metavar="SERVER:INSTANCES",
+        help="tail_server:N or tritonserver:N, repeatable, run in turn (default tail_server:2)",
+    )  # fmt: skip
     parser.add_argument("--decode-workers", type=int, default=0)
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--queue-delay-us", type=int, default=5000)
@@ -363,7 +426,6 @@ def main(argv: list[str] | None = None) -> int:
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     args.precision = args.precision or ("fp16" if args.device.startswith("cuda") else "fp32")
-    from sc2_split.serving.process import ServerPorts, tail_server_process
     from sc2_split.serving.protocol import triton_model_name
 
     out = Path(tempfile.mkdtemp(prefix="fleet-"))
@@ -391,37 +453,30 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(result, indent=1))
 
-    server_args = ["--model", spec, "--precision", args.precision, "--max-batch", str(args.max_batch)]
-    server_args += [
-        "--queue-delay-us",
-        str(args.queue_delay_us),
-        "--decode-workers",
-        str(args.decode_workers),
-    ]
-    server_args += [a for _ in range(args.instances) for a in ("--device", args.device)]
-    # Every batch size's CUDA graph captured before the first robot: not within a row's seconds.
-    server_args += ["--warm-up", f"{WIDTH}x{HEIGHT}"]
-    in_process = args.robots if args.in_process_robots is None else args.in_process_robots
-    ports = ServerPorts.free()
-    # Side by side: each number of robots served, then in process (the served model idle meanwhile),
-    # so that a run cut short still compares the settings it reached.
+    servings = args.serve or [Serving("tail_server", 2)]
+    left_in_process = set(args.robots if args.in_process_robots is None else args.in_process_robots)
+    # Side by side: each number of robots served, then in process (the served model idle meanwhile)
+    # alongside the first server that starts, so that a run cut short still compares the settings it
+    # reached; each further server then serves the same numbers of robots.
     try:
-        with tail_server_process(
-            server_args, ports, dict(os.environ), out / "server.log", [served_name]
-        ) as server:
-            for robots in sorted(set(args.robots) | set(in_process)):
-                if robots in args.robots:
-                    row = run_served(
-                        ports.url, psutil.Process(server.pid), frames, robots, args.warmup, args.seconds,
-                        args.timeout,
-                    )  # fmt: skip
-                    emit(row)
-                if robots in in_process:
-                    emit(
-                        run_in_process(
-                            spec, args.device, args.precision, frames, robots, args.warmup, args.seconds
-                        )
-                    )
+        for serving in servings:
+            try:
+                with started(serving, args, spec, out, served_name) as (server, ports):
+                    for robots in sorted(set(args.robots) | left_in_process):
+                        if robots in args.robots:
+                            row = run_served(
+                                serving.mode, ports.url, psutil.Process(server.pid), frames, robots,
+                                args.warmup, args.seconds, args.timeout,
+                            )  # fmt: skip
+                            emit(row)
+                        if robots in left_in_process:
+                            row = run_in_process(
+                                spec, args.device, args.precision, frames, robots, args.warmup, args.seconds
+                            )
+                            emit(row)
+                            left_in_process.discard(robots)
+            except RuntimeError as exc:  # this server did not start: the others still run
+                print(f"{serving.mode}: {exc}", flush=True)
     except KeyboardInterrupt:
         print(f"interrupted after {len(result['rows'])} rows", flush=True)
         return 130

@@ -67,7 +67,8 @@ def wheel_tritonserver_command(
 ) -> tuple[list[str], dict[str, str]]:
     """(command, environment) of the `tritonserver` binary shipped in the PyTriton wheel serving
     `repository`, as PyTriton itself starts it: the Python backend, with this Python version's stub,
-    copied into `workdir`, and the wheel's libraries on LD_LIBRARY_PATH."""
+    copied into `workdir`, the wheel's libraries on LD_LIBRARY_PATH, and this interpreter's folder
+    first on PATH, where the stub's embedded Python looks for its environment (a venv's packages)."""
     from pytriton.utils.distribution import get_libs_path, get_root_module_path, get_stub_path
 
     dist = get_root_module_path() / "tritonserver"
@@ -86,6 +87,7 @@ def wheel_tritonserver_command(
     ]
     env = libpython_env(env)
     env["LD_LIBRARY_PATH"] += f":{get_libs_path()}"
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), *env.get("PATH", "").split(os.pathsep)])
     return command, env
 
 
