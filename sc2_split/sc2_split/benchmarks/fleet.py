@@ -428,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     args.precision = args.precision or ("fp16" if args.device.startswith("cuda") else "fp32")
     from sc2_split.serving.protocol import triton_model_name
 
+    servings = args.serve or [Serving("tail_server", 2)]
     out = Path(tempfile.mkdtemp(prefix="fleet-"))
     spec, frames = record(args.model, args.codec, 8, out)
     served_name = triton_model_name(pickle.loads(frames.read_bytes())[0].model_id)
@@ -435,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": args.machine,
         "model": args.model,
         "codec": args.codec,
-        "settings": vars(args) | {"json": str(args.json), "table": None},
+        "settings": vars(args)
+        | {"json": str(args.json), "table": None, "serve": [f"{s.server}:{s.instances}" for s in servings]},
         "gpu_memory_idle_mib": gpu_memory_mib(),
         "rows": [],
     }
@@ -453,7 +455,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(result, indent=1))
 
-    servings = args.serve or [Serving("tail_server", 2)]
     left_in_process = set(args.robots if args.in_process_robots is None else args.in_process_robots)
     # Side by side: each number of robots served, then in process (the served model idle meanwhile)
     # alongside the first server that starts, so that a run cut short still compares the settings it
