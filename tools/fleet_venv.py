@@ -25,6 +25,8 @@ STUB = "triton_python_backend_stub"
 STANDINS = {"scipy": ("__init__", "stats"), "pandas": ("__init__",)}
 STANDIN = '''"""Stand-in of tools/fleet_venv.py for a package this machine lacks: importable, not usable."""
 
+__version__ = "1.0"  # numba, where it can import scipy, wants 1.0 or later
+
 
 def __getattr__(name):
     if name.startswith("__"):  # hasattr and getattr with a default (a version check) see no attribute

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The fleet benchmark (python -m sc2_split.benchmarks.fleet) on a lent GPU machine in 3 to 5 minutes:
-# N in-process tails against one served tail for 1 to 72 robots, the demo model, served by a standalone
-# tritonserver (8 instances, a process each) and by tail_server (PyTriton, 2 instances in one process);
-# then the ResNet-50 (random weights) in the time left, under tritonserver. JSON per model, a markdown table and the machine's
-# facts under $OUT.
+# The fleet benchmark (python -m sc2_split.benchmarks.fleet) on a lent GPU machine within BUDGET_S
+# (default 540 s): N in-process tails against one served tail for 1 to 72 robots, the demo model served
+# by a standalone tritonserver (8 instances, a process each) and by tail_server (PyTriton, 2 instances
+# in one process); then the ResNet-50 (random weights) in the time left, under tritonserver. MODELS
+# (demo, resnet50) picks; SERVE and IN_PROCESS override the demo's servers and in-process robots.
+# JSON per model, a markdown table and the machine's facts under $OUT.
 #
 # From the root of a copy of this tree, on a machine with Python 3.12 and torch but no serving stack:
 #   WHEELS=.device/whl-triton OUT=/tmp/out tools/gpu_fleet.sh
@@ -70,8 +71,9 @@ if [[ -n ${TINY:-} ]]; then
     serve=(--serve tritonserver:1 --serve tail_server:1) resnet_serve=() request_timeout=20
 else
     # 72 robots offer 2,160 frames/s; 32 in-process ResNet-50 tails take long to start: served only.
-    robots=(1 4 16 32 72) in_process=(1 4 16 32) resnet_robots=(1 4 16 32) resnet_in_process=(1 4 16)
-    serve=(--serve tritonserver:8 --serve tail_server:2) resnet_serve=(--serve tritonserver:4)
+    robots=(1 4 16 32 72) in_process=(${IN_PROCESS-1 4 16 32})
+    resnet_robots=(1 4 16 32) resnet_in_process=(1 4 16)
+    serve=(${SERVE:---serve tritonserver:8 --serve tail_server:2}) resnet_serve=(--serve tritonserver:4)
     seconds=2 warmup=1 workers=0 request_timeout=1.5
 fi
 
@@ -91,7 +93,7 @@ models=${MODELS:-demo resnet50}
 if [[ $models == *demo* ]]; then
     if [[ $models == *resnet50* ]]; then demo_limit=$(($(left) / 2)); else demo_limit=$(($(left) - 5)); fi
     fleet demo "$demo_limit" --model demo_fp:demo_fp_beta4.5_stage2 --robots "${robots[@]}" \
-        --in-process-robots "${in_process[@]}" "${serve[@]}"
+        --in-process-robots ${in_process[@]+"${in_process[@]}"} "${serve[@]}"
 fi
 if [[ $models == *resnet50* ]] && ((${#resnet_robots[@]})) && (($(left) > 60)); then
     # Entropy version 2, decoded on the GPU a batch at a time (the random weights' near-uniform latent
