@@ -27,7 +27,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -53,6 +53,9 @@ class Serving:
         if server not in ("tail_server", "tritonserver") or not count.isdigit() or int(count) < 1:
             raise argparse.ArgumentTypeError(f"{text!r} is not tail_server:N or tritonserver:N")
         return cls(server, int(count))
+
+    def __str__(self) -> str:
+        return f"{self.server}:{self.instances}"
 
     @property
     def mode(self) -> str:
@@ -436,8 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": args.machine,
         "model": args.model,
         "codec": args.codec,
-        "settings": vars(args)
-        | {"json": str(args.json), "table": None, "serve": [f"{s.server}:{s.instances}" for s in servings]},
+        "settings": vars(args) | {"json": str(args.json), "table": None, "serve": [str(s) for s in servings]},
         "gpu_memory_idle_mib": gpu_memory_mib(),
         "rows": [],
     }
@@ -461,23 +463,25 @@ def main(argv: list[str] | None = None) -> int:
     # reached; each further server then serves the same numbers of robots.
     try:
         for serving in servings:
-            try:
-                with started(serving, args, spec, out, served_name) as (server, ports):
-                    for robots in sorted(set(args.robots) | left_in_process):
-                        if robots in args.robots:
-                            row = run_served(
-                                serving.mode, ports.url, psutil.Process(server.pid), frames, robots,
-                                args.warmup, args.seconds, args.timeout,
-                            )  # fmt: skip
-                            emit(row)
-                        if robots in left_in_process:
-                            row = run_in_process(
-                                spec, args.device, args.precision, frames, robots, args.warmup, args.seconds
-                            )
-                            emit(row)
-                            left_in_process.discard(robots)
-            except RuntimeError as exc:  # this server did not start: the others still run
-                print(f"{serving.mode}: {exc}", flush=True)
+            with ExitStack() as stack:
+                try:
+                    server, ports = stack.enter_context(started(serving, args, spec, out, served_name))
+                except RuntimeError as exc:  # this server did not start: the others still run
+                    print(f"{serving.mode}: {exc}", flush=True)
+                    continue
+                for robots in sorted(set(args.robots) | left_in_process):
+                    if robots in args.robots:
+                        row = run_served(
+                            serving.mode, ports.url, psutil.Process(server.pid), frames, robots,
+                            args.warmup, args.seconds, args.timeout,
+                        )  # fmt: skip
+                        emit(row)
+                    if robots in left_in_process:
+                        row = run_in_process(
+                            spec, args.device, args.precision, frames, robots, args.warmup, args.seconds
+                        )
+                        emit(row)
+                        left_in_process.discard(robots)
     except KeyboardInterrupt:
         print(f"interrupted after {len(result['rows'])} rows", flush=True)
         return 130

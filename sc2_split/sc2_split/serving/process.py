@@ -87,7 +87,8 @@ def wheel_tritonserver_command(
     ]
     env = libpython_env(env)
     env["LD_LIBRARY_PATH"] += f":{get_libs_path()}"
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), *env.get("PATH", "").split(os.pathsep)])
+    paths = [p for p in env.get("PATH", "").split(os.pathsep) if p]
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), *paths])
     return command, env
 
 
