@@ -42,7 +42,9 @@ class TailPipeline:
     decodes version 1 payloads on that many processes (a ChannelPool); 0 decodes them in this
     process. Close the pipeline (or use it as a context manager) to stop them. On a CUDA device
     `cuda_graphs` replays the network's fixed-shape part from CUDA graphs (models/cuda_graph.py);
-    `detect` then runs one frame at a time."""
+    `detect` then runs one frame at a time. On a CUDA device `batched_heads` filters proposals and
+    post-processes detections for the whole batch at once (models/batched_heads.py); on a CPU,
+    where its dense IoU matrices cost more than torchvision's loop saves, the tail runs torchvision's."""
 
     def __init__(
         self,
@@ -53,6 +55,7 @@ class TailPipeline:
         class_names: tuple[str, ...] = (),
         decode_workers: int = 0,
         cuda_graphs: bool = True,
+        batched_heads: bool = True,
     ) -> None:
         if precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be fp32 or fp16, not {precision!r}")
@@ -65,6 +68,7 @@ class TailPipeline:
         self.half = precision == "fp16"
         self.tail = Tail(model).to(self.device).eval()
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self.batched_heads = batched_heads and self.device.type == "cuda"
         self._features = self.tail.features
         if self.cuda_graphs:
             self._features = GraphedFeatures(self.tail.features, self.half)
@@ -216,14 +220,20 @@ class TailPipeline:
             features = self._features(batch)
             if self.cuda_graphs:
                 features = OrderedDict((k, v[:size]) for k, v in features.items())
-            outs = self.tail.detections(features, geometries)
+            outs = self.tail.detections(features, geometries, self.batched_heads)
+        # One copy to the host per output of the batch, not one per frame: each waits on the device.
+        splits = np.cumsum([len(out["labels"]) for out in outs])[:-1]
+        host = {
+            key: np.split(torch.cat([out[key] for out in outs]).cpu().numpy(), splits)
+            for key in ("boxes", "scores", "labels")
+        }
         return [
             {
-                "boxes": out["boxes"].cpu().numpy().astype(np.float32),
-                "scores": out["scores"].cpu().numpy().astype(np.float32),
-                "labels": out["labels"].cpu().numpy(),
+                "boxes": boxes.astype(np.float32),
+                "scores": scores.astype(np.float32),
+                "labels": labels,
             }
-            for out in outs
+            for boxes, scores, labels in zip(host["boxes"], host["scores"], host["labels"], strict=True)
         ]
 
     def warm_up(self, width: int, height: int, max_batch: int) -> None:

@@ -31,14 +31,18 @@ class _Graph:
 class GraphedFeatures:
     """`features` (Tail.features) on a CUDA device, replayed from one CUDA graph per latent shape.
 
-    The returned tensors belong to the graph and are rewritten by its next replay: use them before
-    calling again (the tail's network runs one frame at a time). `half` captures under float16
+    The returned tensors belong to the graphs and may be rewritten by the next replay: use them
+    before calling again (the tail's network runs one frame at a time). `half` captures under float16
     autocast, as TailPipeline runs fp16.
+
+    The graphs share one memory pool, as only one replays at a time: it holds the largest graph's
+    intermediates once, not every batch size's (a ResNet-50 tail's six took 28 GiB with a pool each).
     """
 
     def __init__(self, features: Features, half: bool) -> None:
         self.features, self.half = features, half
         self._graphs: dict[tuple[tuple[int, ...], torch.dtype], _Graph] = {}
+        self._pool: tuple[int, int] | None = None  # created with the first graph, on its device
 
     def __call__(self, latent: Tensor) -> OrderedDict[str, Tensor]:
         key = (tuple(latent.shape), latent.dtype)
@@ -65,6 +69,9 @@ class GraphedFeatures:
                 self.features(static)
         torch.cuda.current_stream(latent.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), self._autocast():
+        if self._pool is None:
+            with torch.cuda.device(latent.device):
+                self._pool = torch.cuda.graph_pool_handle()
+        with torch.cuda.graph(graph, pool=self._pool), self._autocast():
             features = self.features(static)
         return _Graph(graph, static, features)

@@ -17,6 +17,7 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.image_list import ImageList
 
 from sc2_split.geometry import ImageGeometry
+from sc2_split.models import batched_heads
 
 BOTTLENECK = "bottleneck_layer"
 
@@ -105,17 +106,22 @@ class Tail(nn.Module):
         return self.fpn(features)
 
     def detections(
-        self, features: OrderedDict[str, Tensor], geometries: Sequence[ImageGeometry]
+        self, features: OrderedDict[str, Tensor], geometries: Sequence[ImageGeometry], batched: bool = False
     ) -> list[dict[str, Tensor]]:
         """RPN, ROI heads and the boxes mapped back to each frame: data-dependent shapes. One geometry
-        per latent of the batch; frames of one batch share the padded size (their latents' shape)."""
+        per latent of the batch; frames of one batch share the padded size (their latents' shape).
+        `batched` filters and post-processes the whole batch at once (models/batched_heads.py)
+        instead of torchvision's image by image."""
         resized = [(g.resized_height, g.resized_width) for g in geometries]
         # The RPN reads only the padded size from the image tensor: a broadcast view, no memory.
         first = next(iter(features.values()))
         g = geometries[0]
         padded = first.new_zeros(()).expand(len(geometries), 3, g.padded_height, g.padded_width)
         images = ImageList(padded, resized)
+        original = [(g.image_height, g.image_width) for g in geometries]
+        if batched:
+            proposals = batched_heads.proposals(self.rpn, images, features)
+            return batched_heads.detections(self.roi_heads, features, proposals, resized, original)
         proposals, _ = self.rpn(images, features)
         detections, _ = self.roi_heads(features, proposals, images.image_sizes)
-        original = [(g.image_height, g.image_width) for g in geometries]
         return self.transform.postprocess(detections, images.image_sizes, original)

@@ -1,0 +1,167 @@
+"""The RPN's proposal filtering and the detections' postprocess for a whole batch at once.
+
+torchvision filters proposals, post-processes detections and maps boxes back one image at a time:
+at batch 32, about 700 small operations a frame, several of which wait on the GPU, so a served
+tail is bound by launches, not arithmetic. Here each step runs once per batch, and the per-image
+non-maximum suppressions become one suppression over (image, level) or (image, class) groups.
+
+Each frame's result depends on that frame alone: ties in score break by the candidate's position in
+its own image, so a frame of a served batch is answered as a batch of one would answer it.
+"""
+
+from collections import OrderedDict
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F  # noqa: N812  (the torch idiom)
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
+
+# Box pairs whose IoU one step of grouped_nms holds at once (as a bool matrix and a few float32
+# ones): groups beyond it are suppressed in turn, so memory stays bounded at any batch size.
+PAIRS_PER_STEP = 1 << 25
+
+Detections = list[dict[str, Tensor]]
+
+
+def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
+    """The indices, ascending, that greedy NMS keeps within each group: torchvision's `batched_nms`
+    as a set, with its IoU in float32 as its kernels compute it, and without its coordinate
+    offsets, which round boxes of high group indices.
+
+    All groups at once, as Cluster-NMS (Zheng et al., 2021): each group's suppression matrix (box i
+    suppresses a lower-scored box j), then "kept: no kept box suppresses it" iterated to its fixed
+    point, which is greedy NMS's result. Equal scores order by position."""
+    if len(boxes) == 0:
+        return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    by_score = scores.argsort(descending=True, stable=True)
+    order = by_score[groups[by_score].argsort(stable=True)]
+    _, counts = torch.unique_consecutive(groups[order], return_counts=True)
+    group = torch.repeat_interleave(counts)
+    rank = torch.arange(len(order), device=boxes.device) - (counts.cumsum(0) - counts)[group]
+    width = int(counts.max())
+    padded = boxes.new_zeros((len(counts), width, 4), dtype=torch.float32)
+    padded[group, rank] = boxes[order].float()
+    valid = torch.zeros((len(counts), width), dtype=torch.bool, device=boxes.device)
+    valid[group, rank] = True
+    step = max(1, PAIRS_PER_STEP // (width * width))
+    kept = torch.cat(
+        [
+            _fixed_point(_suppression(padded[i : i + step], iou_threshold), valid[i : i + step])
+            for i in range(0, len(counts), step)
+        ]
+    )
+    return order[kept[group, rank]].sort().values
+
+
+def _suppression(boxes: Tensor, iou_threshold: float) -> Tensor:
+    """(G, M, M): box i of a group suppresses box j after it. torchvision's IoU, operation by operation."""
+    x1, y1, x2, y2 = (side[:, :, None] for side in boxes.unbind(-1))  # box i along dim 1
+    x1_, y1_, x2_, y2_ = (side[:, None, :] for side in boxes.unbind(-1))  # box j along dim 2
+    width = (torch.minimum(x2, x2_) - torch.maximum(x1, x1_)).clamp_(min=0)
+    height = (torch.minimum(y2, y2_) - torch.maximum(y1, y1_)).clamp_(min=0)
+    inter = width * height
+    iou = inter / ((x2 - x1) * (y2 - y1) + (x2_ - x1_) * (y2_ - y1_) - inter)
+    return (iou > iou_threshold).triu_(1)
+
+
+def _fixed_point(suppresses: Tensor, valid: Tensor) -> Tensor:
+    """Kept boxes: valid ones that no kept box suppresses. The equation has one solution (box j's
+    status follows from those before it), reached in as many steps as the longest suppression chain."""
+    kept = valid
+    while True:
+        following = valid & ~(suppresses & kept[:, :, None]).any(1)
+        if torch.equal(following, kept):
+            return kept
+        kept = following
+
+
+def _clipped(boxes: Tensor, heights: Tensor, widths: Tensor) -> Tensor:
+    """torchvision's clip_boxes_to_image with a bound per box, in the boxes' dtype as there."""
+    bounds = torch.stack((widths, heights), -1).to(boxes.dtype)
+    pairs = boxes.unflatten(-1, (2, 2))  # (..., [x1 y1] / [x2 y2], [x y])
+    return pairs.clamp(min=0).minimum(bounds[..., None, :]).flatten(-2)
+
+
+def _large_enough(boxes: Tensor, min_size: float) -> Tensor:
+    return (boxes[..., 2] - boxes[..., 0] >= min_size) & (boxes[..., 3] - boxes[..., 1] >= min_size)
+
+
+def _best_per_image(indices: Tensor, scores: Tensor, image: Tensor, limit: int, images: int) -> list[Tensor]:
+    """Per image, its `limit` highest-scored of `indices` (ascending), by score descending; equal
+    scores by index, as torchvision orders what its NMS keeps."""
+    indices = indices[scores[indices].argsort(descending=True, stable=True)]
+    indices = indices[image[indices].argsort(stable=True)]
+    counts = torch.bincount(image[indices], minlength=images)
+    rank = torch.arange(len(indices), device=indices.device) - (counts.cumsum(0) - counts)[image[indices]]
+    return list(indices[rank < limit].split(counts.clamp(max=limit).tolist()))
+
+
+def proposals(
+    rpn: RegionProposalNetwork, images: ImageList, features: OrderedDict[str, Tensor]
+) -> list[Tensor]:
+    """RegionProposalNetwork.forward in eval: each image's proposals, by objectness descending."""
+    maps = list(features.values())
+    objectness, deltas = rpn.head(maps)
+    anchors = rpn.anchor_generator(images, maps)
+    num_anchors_per_level = [o[0].numel() for o in objectness]
+    objectness, deltas = concat_box_prediction_layers(objectness, deltas)
+    count = len(anchors)
+    boxes = rpn.box_coder.decode(deltas.detach(), anchors).view(count, -1, 4)
+    objectness = objectness.detach().reshape(count, -1)
+
+    device = boxes.device
+    top = rpn._get_top_n_idx(objectness, num_anchors_per_level)  # torchvision's, batched already
+    image = torch.arange(count, device=device)[:, None]
+    levels = torch.repeat_interleave(torch.tensor(num_anchors_per_level, device=device))[top]
+    scores = torch.sigmoid(objectness[image, top])
+    heights, widths = torch.tensor(images.image_sizes, device=device).unbind(1)
+    boxes = _clipped(boxes[image, top], heights[:, None], widths[:, None])
+    keep = _large_enough(boxes, rpn.min_size) & (scores >= rpn.score_thresh)
+
+    candidates = keep.flatten().nonzero().squeeze(1)
+    boxes, scores = boxes.reshape(-1, 4), scores.flatten()
+    groups = (image * len(num_anchors_per_level) + levels).flatten()
+    kept = candidates[grouped_nms(boxes[candidates], scores[candidates], groups[candidates], rpn.nms_thresh)]
+    chosen = _best_per_image(kept, scores, image.expand_as(top).flatten(), rpn.post_nms_top_n(), count)
+    return [boxes[i] for i in chosen]
+
+
+def detections(
+    roi_heads: RoIHeads,
+    features: OrderedDict[str, Tensor],
+    proposals: list[Tensor],
+    image_sizes: list[tuple[int, int]],
+    original_sizes: list[tuple[int, int]],
+) -> Detections:
+    """RoIHeads.forward in eval and GeneralizedRCNNTransform.postprocess: each image's detections,
+    by score descending, in the pixels of its original size."""
+    pooled = roi_heads.box_roi_pool(features, proposals, image_sizes)
+    class_logits, box_regression = roi_heads.box_predictor(roi_heads.box_head(pooled))
+    boxes = roi_heads.box_coder.decode(box_regression, proposals)
+    scores = F.softmax(class_logits, -1)
+
+    device, count, classes = boxes.device, len(proposals), scores.shape[-1]
+    per_image = torch.tensor([len(p) for p in proposals], device=device)
+    image = torch.repeat_interleave(per_image)
+    heights, widths = torch.tensor(image_sizes, device=device).unbind(1)
+    boxes = _clipped(boxes, heights[image, None], widths[image, None])
+    # Every class but the background a candidate of its own, proposal by proposal as torchvision.
+    boxes, scores = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].flatten()
+    labels = torch.arange(1, classes, device=device).repeat(len(image))
+    image = image.repeat_interleave(classes - 1)
+    keep = (scores > roi_heads.score_thresh) & _large_enough(boxes, 1e-2)
+
+    candidates = keep.nonzero().squeeze(1)
+    groups = image[candidates] * classes + labels[candidates]
+    kept = candidates[grouped_nms(boxes[candidates], scores[candidates], groups, roi_heads.nms_thresh)]
+    chosen = _best_per_image(kept, scores, image, roi_heads.detections_per_img, count)
+
+    # GeneralizedRCNNTransform.postprocess: its float32 ratios, in the boxes' dtype as there.
+    resized = torch.tensor(image_sizes, dtype=torch.float32, device=device)
+    ratios = (torch.tensor(original_sizes, dtype=torch.float32, device=device) / resized).to(boxes.dtype)
+    scale = ratios.flip(1).repeat(1, 2)  # (width, height, width, height) ratios per image
+    return [
+        {"boxes": boxes[i] * scale[n], "scores": scores[i], "labels": labels[i]} for n, i in enumerate(chosen)
+    ]

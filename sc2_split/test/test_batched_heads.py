@@ -1,0 +1,92 @@
+"""The batched heads (models/batched_heads.py) detect as torchvision's image-by-image heads: the same
+boxes, scores and labels for the bundled demo model's sample frames, and a suppression that keeps
+exactly what torchvision's NMS keeps, group by group, whatever else a batch holds."""
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from sc2_split.bundled import DEMO_CHECKPOINT
+from sc2_split.data import sample_frames
+from sc2_split.models.batched_heads import grouped_nms
+from sc2_split.models.build import build_detector
+from sc2_split.models.config import checkpoint_path, config_path, load_model_config
+from sc2_split.models.split import Head, Tail, image_geometry
+from torchvision.ops import nms
+
+
+def random_boxes(rng: np.random.Generator, count: int) -> torch.Tensor:
+    """Clustered boxes, so that many pairs overlap near the thresholds."""
+    centres = rng.uniform(0, 200, (count, 2))
+    sizes = rng.uniform(5, 60, (count, 2))
+    return torch.from_numpy(np.concatenate([centres - sizes / 2, centres + sizes / 2], 1)).float()
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+def test_grouped_nms_keeps_what_nms_keeps_in_each_group(threshold: float) -> None:
+    rng = np.random.default_rng(3)
+    boxes = random_boxes(rng, 600)
+    scores = torch.from_numpy(rng.uniform(0, 1, 600)).float()
+    groups = torch.from_numpy(rng.integers(0, 7, 600))
+    kept = grouped_nms(boxes, scores, groups, threshold)
+    expected = torch.cat(
+        [
+            torch.where(groups == g)[0][nms(boxes[groups == g], scores[groups == g], threshold)]
+            for g in range(7)
+        ]
+    )
+    assert torch.equal(kept, expected.sort().values)
+    assert len(kept) < 600  # the data suppresses something
+
+
+def test_a_groups_result_does_not_depend_on_the_other_groups() -> None:
+    rng = np.random.default_rng(5)
+    boxes = random_boxes(rng, 300)
+    # Coarse scores: many ties, which break by position within the group.
+    scores = torch.from_numpy(rng.integers(0, 4, 300) / 4).float()
+    alone = grouped_nms(boxes, scores, torch.zeros(300, dtype=torch.int64), 0.5)
+    others = random_boxes(rng, 500)
+    batch = torch.cat([others[:200], boxes, others[200:]])
+    batch_scores = torch.cat([torch.ones(200), scores, torch.ones(300)])
+    groups = torch.cat([torch.full((200,), 3), torch.full((300,), 1), torch.full((300,), 2)])
+    kept = grouped_nms(batch, batch_scores, groups, 0.5)
+    assert torch.equal(kept[(kept >= 200) & (kept < 500)] - 200, alone)
+
+
+def test_equal_scores_keep_the_first_box() -> None:
+    boxes = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
+    scores = torch.tensor([0.5, 0.5, 0.5, 0.5])
+    assert grouped_nms(boxes, scores, torch.zeros(4, dtype=torch.int64), 0.5).tolist() == [0, 3]
+
+
+def test_grouped_nms_of_nothing() -> None:
+    empty = torch.empty((0, 4))
+    assert len(grouped_nms(empty, torch.empty(0), torch.empty(0, dtype=torch.int64), 0.5)) == 0
+
+
+@pytest.fixture(scope="module")
+def demo() -> tuple[Tail, OrderedDict, object]:
+    """The bundled demo model's tail, the features of four sample frames, and their geometry."""
+    model = build_detector(load_model_config(config_path("demo_fp")), checkpoint_path(DEMO_CHECKPOINT)).eval()
+    geometry = image_geometry(model, 480, 640)
+    head = Head(model, geometry).eval()
+    tail = Tail(model).eval()
+    with torch.inference_mode():
+        latents = torch.cat([head(torch.from_numpy(frame.copy())) for frame in sample_frames(480, 640, 4)])
+        return tail, tail.features(latents), geometry
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_batched_heads_detect_as_torchvision(demo: tuple, batch: int) -> None:
+    tail, features, geometry = demo
+    features = OrderedDict((name, level[:batch]) for name, level in features.items())
+    with torch.inference_mode():
+        expected = tail.detections(features, [geometry] * batch)
+        found = tail.detections(features, [geometry] * batch, batched=True)
+    assert len(found) == batch
+    for want, got in zip(expected, found, strict=True):
+        assert len(want["boxes"]) > 0
+        for key in ("boxes", "scores", "labels"):
+            assert got[key].dtype == want[key].dtype
+            torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
