@@ -67,6 +67,9 @@ class TailPipeline:
         # fp16 through autocast: convolutions and matrix products in half, box arithmetic in float.
         self.half = precision == "fp16"
         self.tail = Tail(model).to(self.device).eval()
+        # cuDNN's tensor-core convolutions take NHWC: in NCHW each one transposes its input and output.
+        self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        self.tail.to(memory_format=self.memory_format)
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self.batched_heads = batched_heads and self.device.type == "cuda"
         self._features = self.tail.features
@@ -216,6 +219,7 @@ class TailPipeline:
         if self.cuda_graphs:
             padded = 1 << (size - 1).bit_length()
             batch = torch.cat([batch, batch.new_zeros((padded - size, *batch.shape[1:]))])
+        batch = batch.contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), torch.autocast(self.device.type, torch.float16, enabled=self.half):
             features = self._features(batch)
             if self.cuda_graphs:

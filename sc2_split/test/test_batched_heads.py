@@ -9,6 +9,7 @@ import pytest
 import torch
 from sc2_split.bundled import DEMO_CHECKPOINT
 from sc2_split.data import sample_frames
+from sc2_split.models import batched_heads
 from sc2_split.models.batched_heads import grouped_nms
 from sc2_split.models.build import build_detector
 from sc2_split.models.config import checkpoint_path, config_path, load_model_config
@@ -24,7 +25,11 @@ def random_boxes(rng: np.random.Generator, count: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
-def test_grouped_nms_keeps_what_nms_keeps_in_each_group(threshold: float) -> None:
+@pytest.mark.parametrize("pairs_per_chunk", [batched_heads.PAIRS_PER_CHUNK, 1])
+def test_grouped_nms_keeps_what_nms_keeps_in_each_group(
+    threshold: float, pairs_per_chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batched_heads, "PAIRS_PER_CHUNK", pairs_per_chunk)  # 1: a group a chunk
     rng = np.random.default_rng(3)
     boxes = random_boxes(rng, 600)
     scores = torch.from_numpy(rng.uniform(0, 1, 600)).float()
