@@ -14,6 +14,7 @@ from sc2_split.models.batched_heads import grouped_nms
 from sc2_split.models.build import build_detector
 from sc2_split.models.config import checkpoint_path, config_path, load_model_config
 from sc2_split.models.split import Head, Tail, image_geometry
+from sc2_split.tail import TailPipeline
 from torchvision.ops import nms
 
 
@@ -95,3 +96,24 @@ def test_batched_heads_detect_as_torchvision(demo: tuple, batch: int) -> None:
         for key in ("boxes", "scores", "labels"):
             assert got[key].dtype == want[key].dtype
             torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batched_heads_on_cuda_detect_as_torchvision() -> None:
+    """On a GPU the tail runs the batched heads by default: torchvision's detections there, within
+    float32's reordering (torchvision's CUDA NMS offsets boxes by their group)."""
+    model = build_detector(load_model_config(config_path("demo_fp")), checkpoint_path(DEMO_CHECKPOINT)).eval()
+    geometry = image_geometry(model, 480, 640)
+    head = Head(model, geometry).eval()
+    with torch.inference_mode():
+        latents = [head(torch.from_numpy(frame.copy())).numpy() for frame in sample_frames(480, 640, 4)]
+    batched = TailPipeline(model, "demo", "cuda")
+    assert batched.batched_heads
+    torchvision_heads = TailPipeline(model, "demo", "cuda", batched_heads=False)
+    want = torchvision_heads.detect_batch(latents, [geometry] * 4)
+    got = batched.detect_batch(latents, [geometry] * 4)
+    for w, g in zip(want, got, strict=True):
+        assert len(w["boxes"]) > 0
+        np.testing.assert_array_equal(g["labels"], w["labels"])
+        np.testing.assert_allclose(g["boxes"], w["boxes"], rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(g["scores"], w["scores"], rtol=1e-4, atol=1e-5)

@@ -47,3 +47,21 @@ def test_one_graph_per_latent_shape_and_no_more_than_the_cap(small_models: dict[
         latent, geometry = _latent(model, height, width, 0)
         tail.detect(latent, geometry)  # beyond the cap: eager, still detections
     assert len(tail._features._graphs) == MAX_GRAPHS
+
+
+def test_graphs_sharing_one_pool_detect_as_eager_in_any_order(small_models: dict[str, tuple]) -> None:
+    config, checkpoint = small_models["sc2_resnet50_fp"]
+    model = build_detector(load_model_config(config), checkpoint)
+    name = model_id("small_fp", model)
+    eager = TailPipeline(model, name, "cuda", cuda_graphs=False)
+    graphed = TailPipeline(model, name, "cuda")
+    graphed.warm_up(128, 96, 4)  # batch sizes 1, 2 and 4, captured in turn into one pool
+    latents = [_latent(model, 96, 128, seed) for seed in range(4)]
+    geometry = latents[0][1]
+    for size in (4, 1, 2, 4, 1):  # each replay overwrites what the others' intermediates held
+        batch = [latent for latent, _ in latents[:size]]
+        want = eager.detect_batch(batch, [geometry] * size)
+        got = graphed.detect_batch(batch, [geometry] * size)
+        for w, g in zip(want, got, strict=True):
+            np.testing.assert_array_equal(g["labels"], w["labels"])
+            np.testing.assert_allclose(g["boxes"], w["boxes"], rtol=1e-3, atol=1e-2)
