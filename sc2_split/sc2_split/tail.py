@@ -43,7 +43,7 @@ class TailPipeline:
     process. Close the pipeline (or use it as a context manager) to stop them. On a CUDA device
     `cuda_graphs` replays the network's fixed-shape part from CUDA graphs (models/cuda_graph.py);
     `detect` then runs one frame at a time. On a CUDA device `batched_heads` filters proposals and
-    post-processes detections for the whole batch at once (models/batched_heads.py); on a CPU,
+    post-processes detections for a batch of frames at once (models/batched_heads.py); on a CPU,
     where its dense IoU matrices cost more than torchvision's loop saves, the tail runs torchvision's."""
 
     def __init__(
@@ -224,7 +224,8 @@ class TailPipeline:
             features = self._features(batch)
             if self.cuda_graphs:
                 features = OrderedDict((k, v[:size]) for k, v in features.items())
-            outs = self.tail.detections(features, geometries, self.batched_heads)
+            # A frame alone runs torchvision's heads: at batch 1 they wait on the device less.
+            outs = self.tail.detections(features, geometries, self.batched_heads and size > 1)
         # One copy to the host per output of the batch, not one per frame: each waits on the device.
         splits = np.cumsum([len(out["labels"]) for out in outs])[:-1]
         host = {

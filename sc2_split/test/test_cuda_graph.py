@@ -7,7 +7,7 @@ import pytest
 import torch
 from sc2_split.models.build import build_detector, model_id
 from sc2_split.models.config import load_model_config
-from sc2_split.models.cuda_graph import MAX_GRAPHS
+from sc2_split.models import cuda_graph
 from sc2_split.models.split import Head, image_geometry
 from sc2_split.tail import TailPipeline
 
@@ -38,15 +38,22 @@ def test_graphed_tail_detects_as_the_eager_one(small_models: dict[str, tuple], p
         np.testing.assert_allclose(got["scores"], want["scores"], rtol=1e-3, atol=1e-4)
 
 
-def test_one_graph_per_latent_shape_and_no_more_than_the_cap(small_models: dict[str, tuple]) -> None:
+def test_one_graph_per_latent_shape_and_no_more_than_the_cap(
+    small_models: dict[str, tuple], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The small model's transform maps frame sizes onto few latent shapes (6 here): a cap below that.
+    monkeypatch.setattr(cuda_graph, "MAX_GRAPHS", 3)
     config, checkpoint = small_models["sc2_resnet50_fp"]
     model = build_detector(load_model_config(config), checkpoint)
     tail = TailPipeline(model, model_id("small_fp", model), "cuda")
-    sizes = [(96 + 32 * i, 128) for i in range(MAX_GRAPHS + 2)]
+    sizes = [(96 + 32 * i, 128) for i in range(6)] + [(128, 96 + 32 * i) for i in range(6)]
+    shapes = set()
     for height, width in sizes + sizes[:1]:
         latent, geometry = _latent(model, height, width, 0)
+        shapes.add(latent.shape)
         tail.detect(latent, geometry)  # beyond the cap: eager, still detections
-    assert len(tail._features._graphs) == MAX_GRAPHS
+    assert len(shapes) > cuda_graph.MAX_GRAPHS
+    assert len(tail._features._graphs) == cuda_graph.MAX_GRAPHS
 
 
 def test_graphs_sharing_one_pool_detect_as_eager_in_any_order(small_models: dict[str, tuple]) -> None:
