@@ -5,9 +5,9 @@ CUDA is (the GPU machine); skipped elsewhere."""
 import numpy as np
 import pytest
 import torch
+from sc2_split.models import cuda_graph
 from sc2_split.models.build import build_detector, model_id
 from sc2_split.models.config import load_model_config
-from sc2_split.models import cuda_graph
 from sc2_split.models.split import Head, image_geometry
 from sc2_split.tail import TailPipeline
 
