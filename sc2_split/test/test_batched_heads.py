@@ -9,6 +9,7 @@ import pytest
 import torch
 from sc2_split.bundled import DEMO_CHECKPOINT
 from sc2_split.data import sample_frames
+from sc2_split.geometry import ImageGeometry
 from sc2_split.models import batched_heads
 from sc2_split.models.batched_heads import grouped_nms
 from sc2_split.models.build import build_detector
@@ -71,16 +72,22 @@ def test_grouped_nms_of_nothing() -> None:
     assert len(grouped_nms(empty, torch.empty(0), torch.empty(0, dtype=torch.int64), 0.5)) == 0
 
 
-@pytest.fixture(scope="module")
-def demo() -> tuple[Tail, OrderedDict, object]:
-    """The bundled demo model's tail, the features of four sample frames, and their geometry."""
+def demo_latents() -> tuple[torch.nn.Module, ImageGeometry, list[torch.Tensor]]:
+    """The bundled demo model, the geometry of its sample frames and their four latents."""
     model = build_detector(load_model_config(config_path("demo_fp")), checkpoint_path(DEMO_CHECKPOINT)).eval()
     geometry = image_geometry(model, 480, 640)
     head = Head(model, geometry).eval()
+    with torch.inference_mode():
+        return model, geometry, [head(torch.from_numpy(frame.copy())) for frame in sample_frames(480, 640, 4)]
+
+
+@pytest.fixture(scope="module")
+def demo() -> tuple[Tail, OrderedDict, ImageGeometry]:
+    """The demo model's tail, the features of four sample frames, and their geometry."""
+    model, geometry, latents = demo_latents()
     tail = Tail(model).eval()
     with torch.inference_mode():
-        latents = torch.cat([head(torch.from_numpy(frame.copy())) for frame in sample_frames(480, 640, 4)])
-        return tail, tail.features(latents), geometry
+        return tail, tail.features(torch.cat(latents)), geometry
 
 
 @pytest.mark.parametrize("batch", [1, 4])
@@ -102,11 +109,8 @@ def test_batched_heads_detect_as_torchvision(demo: tuple, batch: int) -> None:
 def test_batched_heads_on_cuda_detect_as_torchvision() -> None:
     """On a GPU the tail runs the batched heads by default: torchvision's detections there, within
     float32's reordering (torchvision's CUDA NMS offsets boxes by their group)."""
-    model = build_detector(load_model_config(config_path("demo_fp")), checkpoint_path(DEMO_CHECKPOINT)).eval()
-    geometry = image_geometry(model, 480, 640)
-    head = Head(model, geometry).eval()
-    with torch.inference_mode():
-        latents = [head(torch.from_numpy(frame.copy())).numpy() for frame in sample_frames(480, 640, 4)]
+    model, geometry, tensors = demo_latents()
+    latents = [latent.numpy() for latent in tensors]
     batched = TailPipeline(model, "demo", "cuda")
     assert batched.batched_heads
     torchvision_heads = TailPipeline(model, "demo", "cuda", batched_heads=False)

@@ -38,11 +38,10 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
     point, which is greedy NMS's result. Equal scores order by position."""
     if len(boxes) == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    by_score = scores.argsort(descending=True, stable=True)
-    order = by_score[groups[by_score].argsort(stable=True)]
+    order = _ordered(groups, scores)
     _, counts = torch.unique_consecutive(groups[order], return_counts=True)
     group = torch.repeat_interleave(counts)
-    rank = torch.arange(len(order), device=boxes.device) - (counts.cumsum(0) - counts)[group]
+    rank = _ranks(group, counts)
     width = int(counts.max())
     padded = boxes.new_zeros((len(counts), width, 4), dtype=torch.float32)
     padded[group, rank] = boxes[order].float()
@@ -58,10 +57,22 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
     return order[kept[group, rank]].sort().values
 
 
+def _ordered(keys: Tensor, scores: Tensor) -> Tensor:
+    """Indices by key, then by score descending; equal scores keep their order (their position)."""
+    by_score = scores.argsort(descending=True, stable=True)
+    return by_score[keys[by_score].argsort(stable=True)]
+
+
+def _ranks(owners: Tensor, counts: Tensor) -> Tensor:
+    """Each element's position among its owner's, for elements sorted by owner (`counts` per owner)."""
+    return torch.arange(len(owners), device=owners.device) - (counts.cumsum(0) - counts)[owners]
+
+
 def _suppression(boxes: Tensor, iou_threshold: float) -> Tensor:
     """(G, M, M): box i of a group suppresses box j after it. torchvision's IoU, operation by operation."""
-    x1, y1, x2, y2 = (side[:, :, None] for side in boxes.unbind(-1))  # box i along dim 1
-    x1_, y1_, x2_, y2_ = (side[:, None, :] for side in boxes.unbind(-1))  # box j along dim 2
+    sides = boxes.unbind(-1)
+    x1, y1, x2, y2 = (side[:, :, None] for side in sides)  # box i along dim 1
+    x1_, y1_, x2_, y2_ = (side[:, None, :] for side in sides)  # box j along dim 2
     width = (torch.minimum(x2, x2_) - torch.maximum(x1, x1_)).clamp_(min=0)
     height = (torch.minimum(y2, y2_) - torch.maximum(y1, y1_)).clamp_(min=0)
     inter = width * height
@@ -106,10 +117,10 @@ def _large_enough(boxes: Tensor, min_size: float) -> Tensor:
 def _best_per_image(indices: Tensor, scores: Tensor, image: Tensor, limit: int, images: int) -> list[Tensor]:
     """Per image, its `limit` highest-scored of `indices` (ascending), by score descending; equal
     scores by index, as torchvision orders what its NMS keeps."""
-    indices = indices[scores[indices].argsort(descending=True, stable=True)]
-    indices = indices[image[indices].argsort(stable=True)]
-    counts = torch.bincount(image[indices], minlength=images)
-    rank = torch.arange(len(indices), device=indices.device) - (counts.cumsum(0) - counts)[image[indices]]
+    indices = indices[_ordered(image[indices], scores[indices])]
+    owners = image[indices]
+    counts = torch.bincount(owners, minlength=images)
+    rank = _ranks(owners, counts)
     return list(indices[rank < limit].split(counts.clamp(max=limit).tolist()))
 
 
@@ -160,7 +171,8 @@ def detections(
     device, count, classes = boxes.device, len(proposals), scores.shape[-1]
     per_image = torch.tensor([len(p) for p in proposals], device=device)
     image = torch.repeat_interleave(per_image)
-    heights, widths = torch.tensor(image_sizes, device=device).unbind(1)
+    sizes = torch.tensor(image_sizes, device=device)
+    heights, widths = sizes.unbind(1)
     boxes = _clipped(boxes, heights[image, None], widths[image, None])
     # Every class but the background a candidate of its own, proposal by proposal as torchvision.
     boxes, scores = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].flatten()
@@ -174,8 +186,8 @@ def detections(
     chosen = _best_per_image(kept, scores, image, roi_heads.detections_per_img, count)
 
     # GeneralizedRCNNTransform.postprocess: its float32 ratios, in the boxes' dtype as there.
-    resized = torch.tensor(image_sizes, dtype=torch.float32, device=device)
-    ratios = (torch.tensor(original_sizes, dtype=torch.float32, device=device) / resized).to(boxes.dtype)
+    originals = torch.tensor(original_sizes, dtype=torch.float32, device=device)
+    ratios = (originals / sizes.float()).to(boxes.dtype)
     scale = ratios.flip(1).repeat(1, 2)  # (width, height, width, height) ratios per image
     return [
         {"boxes": boxes[i] * scale[n], "scores": scores[i], "labels": labels[i]} for n, i in enumerate(chosen)
