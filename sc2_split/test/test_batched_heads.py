@@ -2,6 +2,9 @@
 boxes, scores and labels for the bundled demo model's sample frames, and a suppression that keeps
 exactly what torchvision's NMS keeps, group by group, whatever else a batch holds."""
 
+import os
+import subprocess
+import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -26,17 +29,29 @@ def random_boxes(rng: np.random.Generator, count: int) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([centres - sizes / 2, centres + sizes / 2], 1)).float()
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
-@pytest.mark.parametrize("pairs_per_chunk", [batched_heads.PAIRS_PER_CHUNK, 1])
+@pytest.mark.parametrize(
+    ("device", "pairs_per_chunk"),
+    [
+        ("cpu", batched_heads.PAIRS_PER_CHUNK),
+        ("cpu", 1),
+        pytest.param("cuda", batched_heads.PAIRS_PER_CHUNK, marks=CUDA),
+    ],
+)
 def test_grouped_nms_keeps_what_nms_keeps_in_each_group(
-    threshold: float, pairs_per_chunk: int, monkeypatch: pytest.MonkeyPatch
+    threshold: float, device: str, pairs_per_chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(batched_heads, "PAIRS_PER_CHUNK", pairs_per_chunk)  # 1: a group a chunk
+    """On CPU the dense suppression (1 pair a chunk: a group a chunk), on CUDA the kernel."""
+    monkeypatch.setattr(batched_heads, "PAIRS_PER_CHUNK", pairs_per_chunk)
+    assert device == "cpu" or batched_heads._nms_cuda() is not None
     rng = np.random.default_rng(3)
     boxes = random_boxes(rng, 600)
     scores = torch.from_numpy(rng.uniform(0, 1, 600)).float()
     groups = torch.from_numpy(rng.integers(0, 7, 600))
-    kept = grouped_nms(boxes, scores, groups, threshold)
+    kept = grouped_nms(boxes.to(device), scores.to(device), groups.to(device), threshold).cpu()
     expected = torch.cat(
         [
             torch.where(groups == g)[0][nms(boxes[groups == g], scores[groups == g], threshold)]
@@ -72,6 +87,47 @@ def test_grouped_nms_of_nothing() -> None:
     assert len(grouped_nms(empty, torch.empty(0), torch.empty(0, dtype=torch.int64), 0.5)) == 0
 
 
+# The CUDA kernel (models/nms_cuda.py) under numba's CUDA simulator, which must be chosen before numba
+# is imported: in a process of its own. Groups larger and smaller than a block's threads.
+SIMULATED_KERNEL = """
+import numpy as np, torch
+from sc2_split.models import nms_cuda
+from sc2_split.models.batched_heads import _kept_by_fixed_point
+from torchvision.ops import nms
+rng = np.random.default_rng(7)
+counts = np.array([1, 40, 75, 9, 60])
+for threshold in (0.3, 0.5, 0.7):
+    groups = []
+    for count in counts:
+        centres = rng.uniform(0, 60, (count, 2))
+        sizes = rng.uniform(20, 40, (count, 1)) * rng.uniform(0.8, 1.2, (count, 2))
+        boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], 1).astype(np.float32)
+        scores = np.sort(rng.uniform(0, 1, count).astype(np.float32))[::-1]
+        groups.append((boxes, scores))
+    flat = np.concatenate([b for b, _ in groups])
+    kept = np.full(len(flat), 7, np.uint8)
+    starts = np.cumsum(counts) - counts
+    nms_cuda.launch(flat.reshape(-1), starts, counts, int(counts.max()), threshold, kept, threads=32)
+    want = np.zeros(len(flat), bool)
+    for start, (boxes, scores) in zip(starts, groups):
+        want[start + nms(torch.from_numpy(boxes), torch.from_numpy(scores.copy()), threshold).numpy()] = True
+    assert set(np.unique(kept)) <= {0, 1}, np.unique(kept)
+    assert (kept.astype(bool) == want).all(), (threshold, np.flatnonzero(kept.astype(bool) != want))
+    dense = _kept_by_fixed_point(torch.from_numpy(flat), torch.from_numpy(counts), counts.max(), threshold)
+    assert (dense.numpy() == want).all()
+    assert want.sum() < len(flat) - 5, (threshold, want.sum())  # the data suppresses something
+print("kernel ok")
+"""
+
+
+def test_the_cuda_kernel_keeps_what_nms_keeps_in_each_group() -> None:
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", SIMULATED_KERNEL], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0 and "kernel ok" in run.stdout, run.stderr[-3000:]
+
+
 def demo_latents() -> tuple[torch.nn.Module, ImageGeometry, list[torch.Tensor]]:
     """The bundled demo model, the geometry of its sample frames and their four latents."""
     model = build_detector(load_model_config(config_path("demo_fp")), checkpoint_path(DEMO_CHECKPOINT)).eval()
@@ -105,7 +161,7 @@ def test_batched_heads_detect_as_torchvision(demo: tuple, batch: int) -> None:
             torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@CUDA
 def test_batched_heads_on_cuda_detect_as_torchvision() -> None:
     """On a GPU the tail runs the batched heads by default: torchvision's detections there, within
     float32's reordering (torchvision's CUDA NMS offsets boxes by their group)."""

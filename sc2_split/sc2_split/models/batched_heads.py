@@ -9,7 +9,10 @@ Each frame's result depends on that frame alone: ties in score break by the cand
 its own image, so a frame of a served batch is answered as a batch of one would answer it.
 """
 
+import warnings
 from collections import OrderedDict
+from functools import cache
+from types import ModuleType
 
 import torch
 from torch import Tensor
@@ -31,21 +34,45 @@ Detections = list[dict[str, Tensor]]
 def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
     """The indices, ascending, that greedy NMS keeps within each group: torchvision's `batched_nms`
     as a set, with its IoU in float32 as its kernels compute it, and without its coordinate
-    offsets, which round boxes of high group indices.
+    offsets, which round boxes of high group indices. Equal scores order by position.
 
-    All groups at once, as Cluster-NMS (Zheng et al., 2021): each group's suppression matrix (box i
-    suppresses a lower-scored box j), then "kept: no kept box suppresses it" iterated to its fixed
-    point, which is greedy NMS's result. Equal scores order by position."""
+    All groups at once: on a CUDA device in one launch of models/nms_cuda.py (a block a group),
+    elsewhere as Cluster-NMS (Zheng et al., 2021) over every group's suppression matrix."""
     if len(boxes) == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     order = _ordered(groups, scores)
     _, counts = torch.unique_consecutive(groups[order], return_counts=True)
+    ordered = boxes[order].float()
+    width = int(counts.max())
+    nms_cuda = _nms_cuda() if boxes.is_cuda else None
+    if nms_cuda is not None and width <= nms_cuda.MAX_GROUP:
+        kept = nms_cuda.kept(ordered, counts, width, iou_threshold)
+    else:
+        kept = _kept_by_fixed_point(ordered, counts, width, iou_threshold)
+    return order[kept].sort().values
+
+
+@cache
+def _nms_cuda() -> ModuleType | None:
+    """models/nms_cuda.py, or None where numba-cuda cannot compile for this GPU (the dense path)."""
+    try:
+        from sc2_split.models import nms_cuda
+
+        return nms_cuda
+    except Exception as err:  # no numba-cuda, or none that works with this driver
+        warnings.warn(f"NMS runs as dense matrices, the CUDA kernel is unavailable: {err}", stacklevel=2)
+        return None
+
+
+def _kept_by_fixed_point(ordered: Tensor, counts: Tensor, width: int, iou_threshold: float) -> Tensor:
+    """(N,) bool, what greedy NMS keeps of `ordered` boxes (groups of `counts` one after another, by
+    score descending): each group's suppression matrix (box i suppresses a lower-scored box j), then
+    "kept: no kept box suppresses it" iterated to its fixed point, which is greedy NMS's result."""
     group = torch.repeat_interleave(counts)
     rank = _ranks(group, counts)
-    width = int(counts.max())
-    padded = boxes.new_zeros((len(counts), width, 4), dtype=torch.float32)
-    padded[group, rank] = boxes[order].float()
-    valid = torch.zeros((len(counts), width), dtype=torch.bool, device=boxes.device)
+    padded = ordered.new_zeros((len(counts), width, 4))
+    padded[group, rank] = ordered
+    valid = torch.zeros((len(counts), width), dtype=torch.bool, device=ordered.device)
     valid[group, rank] = True
     chunk = max(1, PAIRS_PER_CHUNK // (width * width))
     kept = torch.cat(
@@ -54,7 +81,7 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
             for i in range(0, len(counts), chunk)
         ]
     )
-    return order[kept[group, rank]].sort().values
+    return kept[group, rank]
 
 
 def _ordered(keys: Tensor, scores: Tensor) -> Tensor:
