@@ -67,6 +67,8 @@ class TailPipeline:
         # fp16 through autocast: convolutions and matrix products in half, box arithmetic in float.
         self.half = precision == "fp16"
         self.tail = Tail(model).to(self.device).eval()
+        if self.device.type == "cuda":  # on a CPU the tail stays the model's, operation by operation
+            self.tail.fold_batch_norms()
         # cuDNN's tensor-core convolutions take NHWC: in NCHW each one transposes its input and output.
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.tail.to(memory_format=self.memory_format)

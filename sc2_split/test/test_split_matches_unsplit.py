@@ -8,8 +8,9 @@ import torch
 from sc2_split.frames import CodedFrame
 from sc2_split.models.build import build_detector, model_id
 from sc2_split.models.config import load_model_config
-from sc2_split.models.split import Head, image_geometry
+from sc2_split.models.split import Head, Tail, image_geometry
 from sc2_split.tail import TailPipeline
+from torch import nn
 from torchdistill.common.tensor_util import dequantize_tensor, quantize_tensor
 from torchvision.transforms.functional import to_tensor
 
@@ -91,3 +92,23 @@ def test_split_detections_match_unsplit(runs: dict, name: str, codec: str, exact
         else:
             step = float(quantize_tensor(torch.from_numpy(latent), num_bits=8).scale)
             assert np.abs(actual - expected).max() <= bound + step * (1 + 1e-5)
+
+
+def test_a_tail_with_its_batch_norms_folded_computes_the_same_features(small_models: dict) -> None:
+    """A CUDA tail folds its stages' batch norms into their convolutions (Tail.fold_batch_norms)."""
+    model = build_detector(load_model_config(small_models["sc2_resnet50_fp"][0])).eval()
+    rng = torch.Generator().manual_seed(3)
+    ranges = {"running_mean": (-1, 1), "running_var": (0.5, 2), "weight": (0.5, 2)}  # statistics to fold
+    for norm in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        for stat, (low, high) in ranges.items():
+            getattr(norm, stat).data = torch.rand(norm.num_features, generator=rng) * (high - low) + low
+    tail, folded = Tail(model).eval(), Tail(model).eval()
+    folded.fold_batch_norms()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.stages.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in tail.stages.modules())  # the model's own stay
+    frame = frames()[1]
+    with torch.inference_mode():
+        latent = Head(model, image_geometry(model, *frame.shape[:2])).eval()(torch.from_numpy(frame))
+        want, got = tail.features(latent), folded.features(latent)
+    for name, level in want.items():
+        torch.testing.assert_close(got[name], level, rtol=1e-4, atol=1e-4 * float(level.abs().max()))
