@@ -190,7 +190,16 @@ def detections(
 ) -> Detections:
     """RoIHeads.forward in eval and GeneralizedRCNNTransform.postprocess: each image's detections,
     by score descending, in the pixels of its original size."""
-    pooled = roi_heads.box_roi_pool(features, proposals, image_sizes)
+    # roi_align reads NCHW float32: one copy of each pooled level, instead of autocast's cast to
+    # float32 (channels-last kept) and then roi_align's own transposing copy. The pooled values are
+    # the same, and the box head's autocast rounds them to float16 as it did.
+    pool = roi_heads.box_roi_pool
+    levels = {
+        name: level.to(torch.float32, memory_format=torch.contiguous_format)
+        for name, level in features.items()
+        if name in pool.featmap_names
+    }
+    pooled = pool(levels, proposals, image_sizes)
     class_logits, box_regression = roi_heads.box_predictor(roi_heads.box_head(pooled))
     boxes = roi_heads.box_coder.decode(box_regression, proposals)
     scores = F.softmax(class_logits, -1)
