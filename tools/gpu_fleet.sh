@@ -3,8 +3,8 @@
 # (default 540 s): N in-process tails against one served tail for 1 to 72 robots, the demo model served
 # by a standalone tritonserver (8 instances, a process each) and by tail_server (PyTriton, 2 instances
 # in one process); then the ResNet-50 (random weights) in the time left, under tritonserver. MODELS
-# (demo, resnet50) picks; SERVE and IN_PROCESS override the demo's servers and in-process robots,
-# RESNET_ROBOTS and RESNET_IN_PROCESS the ResNet-50's robots.
+# (demo, resnet50) picks; ROBOTS, SERVE and IN_PROCESS override the demo's robots, servers and in-process robots,
+# RESNET_ROBOTS, RESNET_IN_PROCESS and RESNET_SERVE the ResNet-50's robots and servers.
 # JSON per model, a markdown table and the machine's facts under $OUT.
 #
 # From the root of a copy of this tree, on a machine with Python 3.12 and torch but no serving stack:
@@ -72,9 +72,9 @@ if [[ -n ${TINY:-} ]]; then
     serve=(--serve tritonserver:1 --serve tail_server:1) resnet_serve=() request_timeout=20
 else
     # 72 robots offer 2,160 frames/s; 32 in-process ResNet-50 tails take long to start: served only.
-    robots=(1 4 16 32 72) in_process=(${IN_PROCESS-1 4 16 32})
+    robots=(${ROBOTS-1 4 16 32 72}) in_process=(${IN_PROCESS-1 4 16 32})
     resnet_robots=(${RESNET_ROBOTS-1 4 16 32}) resnet_in_process=(${RESNET_IN_PROCESS-1 4 16})
-    serve=(${SERVE:---serve tritonserver:8 --serve tail_server:2}) resnet_serve=(--serve tritonserver:4)
+    serve=(${SERVE:---serve tritonserver:8 --serve tail_server:2}) resnet_serve=(${RESNET_SERVE:---serve tritonserver:4})
     seconds=2 warmup=1 workers=0 request_timeout=1.5
 fi
 

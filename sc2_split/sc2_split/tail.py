@@ -22,9 +22,10 @@ from sc2_split.codecs.lanes import LaneLayout
 from sc2_split.codecs.payload import PayloadError
 from sc2_split.frames import CodedFrame, Detections
 from sc2_split.geometry import ImageGeometry
+from sc2_split.models.batched_heads import graphable
 from sc2_split.models.build import build_detector, model_id
 from sc2_split.models.config import checkpoint_path, config_path, load_class_names, load_model_config
-from sc2_split.models.cuda_graph import GraphedFeatures
+from sc2_split.models.cuda_graph import GraphedFeatures, GraphedHeads
 from sc2_split.models.entropy_tables import tables_from_entropy_bottleneck
 from sc2_split.models.split import Tail, entropy_bottleneck
 from sc2_split.untrusted import shown
@@ -43,8 +44,9 @@ class TailPipeline:
     process. Close the pipeline (or use it as a context manager) to stop them. On a CUDA device
     `cuda_graphs` replays the network's fixed-shape part from CUDA graphs (models/cuda_graph.py);
     `detect` then runs one frame at a time. On a CUDA device `batched_heads` filters proposals and
-    post-processes detections for a batch of frames at once (models/batched_heads.py); on a CPU,
-    where its dense IoU matrices cost more than torchvision's loop saves, the tail runs torchvision's."""
+    post-processes detections for a batch of frames at once (models/batched_heads.py), from CUDA
+    graphs too with `cuda_graphs` where the NMS kernel compiles; on a CPU, where its dense IoU
+    matrices cost more than torchvision's loop saves, the tail runs torchvision's."""
 
     def __init__(
         self,
@@ -75,8 +77,11 @@ class TailPipeline:
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self.batched_heads = batched_heads and self.device.type == "cuda"
         self._features = self.tail.features
+        self._heads: GraphedHeads | None = None
         if self.cuda_graphs:
             self._features = GraphedFeatures(self.tail.features, self.half)
+            if self.batched_heads and graphable(self.device):
+                self._heads = GraphedHeads(self.tail.rpn, self.tail.roi_heads, self.half)
         eb = entropy_bottleneck(model)
         tables = None if eb is None else tables_from_entropy_bottleneck(eb)
         self.decode_pool = (
@@ -224,9 +229,13 @@ class TailPipeline:
         batch = batch.contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), torch.autocast(self.device.type, torch.float16, enabled=self.half):
             features = self._features(batch)
+            if self._heads is not None:  # the padding frames' detections are computed, then dropped
+                padding = [geometries[-1]] * (len(batch) - size)
+                images, originals = self.tail.images(features, [*geometries, *padding])
+                return self._heads(images, features, originals).to_host(size)
             if self.cuda_graphs:
                 features = OrderedDict((k, v[:size]) for k, v in features.items())
-            # A frame alone runs torchvision's heads: at batch 1 they wait on the device less.
+            # Eager, a frame alone runs torchvision's heads: at batch 1 they wait on the device less.
             outs = self.tail.detections(features, geometries, self.batched_heads and size > 1)
         # One copy to the host per output of the batch, not one per frame: each waits on the device.
         splits = np.cumsum([len(out["labels"]) for out in outs])[:-1]

@@ -14,7 +14,6 @@ from sc2_split.bundled import DEMO_CHECKPOINT
 from sc2_split.data import sample_frames
 from sc2_split.geometry import ImageGeometry
 from sc2_split.models import batched_heads
-from sc2_split.models.batched_heads import grouped_nms
 from sc2_split.models.build import build_detector
 from sc2_split.models.config import checkpoint_path, config_path, load_model_config
 from sc2_split.models.split import Head, Tail, image_geometry
@@ -32,6 +31,12 @@ def random_boxes(rng: np.random.Generator, count: int) -> torch.Tensor:
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
+def kept_in_rows(
+    boxes: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    return batched_heads._kept_in_rows(boxes, scores, valid, threshold)
+
+
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
 @pytest.mark.parametrize(
     ("device", "pairs_per_chunk"),
@@ -41,25 +46,25 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
         pytest.param("cuda", batched_heads.PAIRS_PER_CHUNK, marks=CUDA),
     ],
 )
-def test_grouped_nms_keeps_what_nms_keeps_in_each_group(
+def test_each_row_keeps_what_nms_keeps_of_its_valid_boxes(
     threshold: float, device: str, pairs_per_chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On CPU the dense suppression (1 pair a chunk: a group a chunk), on CUDA the kernel."""
+    """On CPU the dense suppression (1 pair a chunk: a group a chunk), on CUDA the kernel. Rows of
+    7 groups, one empty, the others with a third of their boxes masked out."""
     monkeypatch.setattr(batched_heads, "PAIRS_PER_CHUNK", pairs_per_chunk)
-    assert device == "cpu" or batched_heads._nms_cuda() is not None
+    assert device == "cpu" or batched_heads.graphable(torch.device(device))
     rng = np.random.default_rng(3)
-    boxes = random_boxes(rng, 600)
-    scores = torch.from_numpy(rng.uniform(0, 1, 600)).float()
-    groups = torch.from_numpy(rng.integers(0, 7, 600))
-    kept = grouped_nms(boxes.to(device), scores.to(device), groups.to(device), threshold).cpu()
-    expected = torch.cat(
-        [
-            torch.where(groups == g)[0][nms(boxes[groups == g], scores[groups == g], threshold)]
-            for g in range(7)
-        ]
-    )
-    assert torch.equal(kept, expected.sort().values)
-    assert len(kept) < 600  # the data suppresses something
+    boxes = random_boxes(rng, 7 * 250).view(7, 250, 4)
+    scores = torch.from_numpy(rng.uniform(0, 1, (7, 250))).float()
+    valid = torch.from_numpy(rng.uniform(0, 1, (7, 250)) > 0.33)
+    valid[4] = False
+    kept = kept_in_rows(boxes.to(device), scores.to(device), valid.to(device), threshold).cpu()
+    for g in range(7):
+        mine = torch.where(valid[g])[0]
+        expected = torch.zeros(250, dtype=torch.bool)
+        expected[mine[nms(boxes[g, mine], scores[g, mine], threshold)]] = True
+        assert torch.equal(kept[g], expected), g
+    assert valid.sum() > kept.sum() > 0  # the data suppresses something
 
 
 def test_a_groups_result_does_not_depend_on_the_other_groups() -> None:
@@ -67,24 +72,29 @@ def test_a_groups_result_does_not_depend_on_the_other_groups() -> None:
     boxes = random_boxes(rng, 300)
     # Coarse scores: many ties, which break by position within the group.
     scores = torch.from_numpy(rng.integers(0, 4, 300) / 4).float()
-    alone = grouped_nms(boxes, scores, torch.zeros(300, dtype=torch.int64), 0.5)
-    others = random_boxes(rng, 500)
-    batch = torch.cat([others[:200], boxes, others[200:]])
-    batch_scores = torch.cat([torch.ones(200), scores, torch.ones(300)])
-    groups = torch.cat([torch.full((200,), 3), torch.full((300,), 1), torch.full((300,), 2)])
-    kept = grouped_nms(batch, batch_scores, groups, 0.5)
-    assert torch.equal(kept[(kept >= 200) & (kept < 500)] - 200, alone)
+    valid = torch.ones(300, dtype=torch.bool)
+    alone = kept_in_rows(boxes[None], scores[None], valid[None], 0.5)[0]
+    others = random_boxes(rng, 600).view(2, 300, 4)
+    batch = torch.stack([others[0], boxes, others[1]])
+    kept = kept_in_rows(
+        batch, torch.stack([torch.ones(300), scores, scores.flip(0)]), valid.expand(3, -1), 0.5
+    )
+    assert torch.equal(kept[1], alone)
+    assert 0 < alone.sum() < 300
 
 
 def test_equal_scores_keep_the_first_box() -> None:
-    boxes = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
-    scores = torch.tensor([0.5, 0.5, 0.5, 0.5])
-    assert grouped_nms(boxes, scores, torch.zeros(4, dtype=torch.int64), 0.5).tolist() == [0, 3]
+    boxes = torch.tensor([[[0.0, 0, 10, 10], [0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]]])
+    scores = torch.tensor([[0.5, 0.5, 0.5, 0.5]])
+    kept = kept_in_rows(boxes, scores, torch.ones((1, 4), dtype=torch.bool), 0.5)
+    assert kept.tolist() == [[True, False, False, True]]
 
 
-def test_grouped_nms_of_nothing() -> None:
-    empty = torch.empty((0, 4))
-    assert len(grouped_nms(empty, torch.empty(0), torch.empty(0, dtype=torch.int64), 0.5)) == 0
+def test_rows_of_nothing_keep_nothing() -> None:
+    kept = kept_in_rows(
+        torch.zeros((3, 5, 4)), torch.zeros((3, 5)), torch.zeros((3, 5), dtype=torch.bool), 0.5
+    )
+    assert not kept.any()
 
 
 # The CUDA kernel (models/nms_cuda.py) under numba's CUDA simulator, which must be chosen before numba
@@ -113,8 +123,11 @@ for threshold in (0.3, 0.5, 0.7):
         want[start + nms(torch.from_numpy(boxes), torch.from_numpy(scores.copy()), threshold).numpy()] = True
     assert set(np.unique(kept)) <= {0, 1}, np.unique(kept)
     assert (kept.astype(bool) == want).all(), (threshold, np.flatnonzero(kept.astype(bool) != want))
-    dense = _kept_by_fixed_point(torch.from_numpy(flat), torch.from_numpy(counts), counts.max(), threshold)
-    assert (dense.numpy() == want).all()
+    rows = np.zeros((len(counts), counts.max(), 4), np.float32)
+    for g, (boxes, _) in enumerate(groups):
+        rows[g, : len(boxes)] = boxes
+    dense = _kept_by_fixed_point(torch.from_numpy(rows), torch.from_numpy(counts), threshold).numpy()
+    assert (np.concatenate([row[:n] for row, n in zip(dense, counts)]) == want).all()
     assert want.sum() < len(flat) - 5, (threshold, want.sum())  # the data suppresses something
 print("kernel ok")
 """
@@ -177,3 +190,26 @@ def test_batched_heads_on_cuda_detect_as_torchvision() -> None:
         np.testing.assert_array_equal(g["labels"], w["labels"])
         np.testing.assert_allclose(g["boxes"], w["boxes"], rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose(g["scores"], w["scores"], rtol=1e-4, atol=1e-5)
+
+
+@CUDA
+def test_graphed_heads_detect_as_the_eager_ones() -> None:
+    """From CUDA graphs (GraphedHeads) the batched heads give the eager ones' detections bit for bit,
+    replayed on new frames and on a batch of 3 padded to the graphs' 4 (the eager heads given the
+    padding frame too: the box head's matrix product may round otherwise for another number of
+    rows)."""
+    model, geometry, tensors = demo_latents()
+    latents = [latent.numpy() for latent in tensors]
+    graphed = TailPipeline(model, "demo", "cuda", "fp16")
+    assert graphed._heads is not None
+    eager = TailPipeline(model, "demo", "cuda", "fp16", cuda_graphs=False)
+    padding = np.zeros_like(latents[0])
+    for batch in (latents, latents[::-1], latents[:3]):
+        got = graphed.detect_batch(batch, [geometry] * len(batch))
+        want = eager.detect_batch([*batch, padding][:4], [geometry] * 4)
+        assert len(got) == len(batch)
+        for w, g in zip(want, got, strict=False):
+            assert len(w["boxes"]) > 0
+            for key in ("boxes", "scores", "labels"):
+                np.testing.assert_array_equal(g[key], w[key])
+    assert graphed._heads._graphs and not graphed._heads._eager  # replayed, not run eagerly

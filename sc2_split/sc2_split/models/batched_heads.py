@@ -1,9 +1,14 @@
-"""The RPN's proposal filtering and the detections' postprocess for a whole batch at once.
+"""The RPN's proposal filtering and the detections' postprocess for a whole batch at once, in fixed
+shapes.
 
 torchvision filters proposals, post-processes detections and maps boxes back one image at a time:
 at batch 32, about 700 small operations a frame, several of which wait on the GPU, so a served
 tail is bound by launches, not arithmetic. Here each step runs once per batch, and the per-image
 non-maximum suppressions become one suppression over (image, level) or (image, class) groups.
+What torchvision drops (small boxes, low scores, suppressed boxes) is masked instead, so every
+shape follows from the batch's and the model's: the proposals and the detections can each be
+captured in a CUDA graph (models/cuda_graph.py's GraphedHeads), with only the ROI pooling between
+them, whose levels' box counts vary, run eagerly.
 
 Each frame's result depends on that frame alone: ties in score break by the candidate's position in
 its own image, so a frame of a served batch is answered as a batch of one would answer it.
@@ -11,19 +16,23 @@ its own image, so a frame of a served batch is answered as a batch of one would 
 
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F  # noqa: N812  (the torch idiom)
+from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
+from torchvision.ops import roi_align
+from torchvision.ops.poolers import MultiScaleRoIAlign, _setup_scales
 
-# Box pairs whose IoU grouped_nms holds at once (a few float32 matrices of them, a few GiB): groups
-# beyond it are suppressed chunk by chunk, so memory stays bounded at any batch size. A demo tail's
-# batch of 32 (128 groups of 1,000 proposals) is one chunk.
+# Box pairs whose IoU the dense suppression holds at once (a few float32 matrices of them, a few GiB):
+# groups beyond it are suppressed chunk by chunk, so memory stays bounded at any batch size.
 PAIRS_PER_CHUNK = 1 << 27
 # Steps of the suppression's fixed point between two checks of it (a check waits on the device).
 _STEPS_PER_CHECK = 4
@@ -31,25 +40,64 @@ _STEPS_PER_CHECK = 4
 Detections = list[dict[str, Tensor]]
 
 
-def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
-    """The indices, ascending, that greedy NMS keeps within each group: torchvision's `batched_nms`
-    as a set, with its IoU in float32 as its kernels compute it, and without its coordinate
-    offsets, which round boxes of high group indices. Equal scores order by position.
+@dataclass
+class Proposals:
+    """Each image's proposals, by objectness descending: (B, P, 4) boxes, the first `valid` of a row
+    real and the rest filler (their pooled features are computed, and their detections masked)."""
 
-    All groups at once: on a CUDA device in one launch of models/nms_cuda.py (a block a group),
-    elsewhere as Cluster-NMS (Zheng et al., 2021) over every group's suppression matrix."""
-    if len(boxes) == 0:
-        return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    order = _ordered(groups, scores)
-    _, counts = torch.unique_consecutive(groups[order], return_counts=True)
-    ordered = boxes[order].float()
-    width = int(counts.max())
+    boxes: Tensor
+    valid: Tensor  # (B, P) bool, a prefix of each row
+
+
+@dataclass
+class PoolingInput:
+    """What ROI pooling reads: the pooled levels (NCHW float32), each proposal as a (image, x1, y1,
+    x2, y2) row and its level."""
+
+    maps: list[Tensor]
+    rois: Tensor
+    levels: Tensor
+
+
+@dataclass
+class BatchDetections:
+    """Each image's detections by score descending, the first `counts` of a row real: (B, D, 4)
+    boxes in the pixels of the image's original size, (B, D) scores and labels."""
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    counts: Tensor
+
+    def per_image(self, images: int | None = None) -> Detections:
+        """The first `images` images' detections (all by default), trimmed to their counts."""
+        counts = self.counts[:images].tolist()
+        keys = ("boxes", "scores", "labels")
+        return [{key: getattr(self, key)[i, :n] for key in keys} for i, n in enumerate(counts)]
+
+    def to_host(self, images: int) -> list[dict[str, np.ndarray]]:
+        """`per_image` as numpy arrays: one copy to the host per output, each waits on the device."""
+        boxes, scores, labels, counts = (
+            t[:images].cpu().numpy() for t in (self.boxes, self.scores, self.labels, self.counts)
+        )
+        return [
+            {"boxes": b[:n].astype(np.float32), "scores": s[:n].astype(np.float32), "labels": label[:n]}
+            for b, s, label, n in zip(boxes, scores, labels, counts, strict=True)
+        ]
+
+
+def kept_in_groups(boxes: Tensor, counts: Tensor, iou_threshold: float) -> Tensor:
+    """(G, M) bool: what greedy NMS keeps of each group's first `counts` of (G, M, 4) float32 boxes,
+    each group's by score descending; the rest of a row is never kept. torchvision's `batched_nms`,
+    with its IoU in float32 as its kernels compute it, and without its coordinate offsets, which round
+    boxes of high group indices.
+
+    On a CUDA device one launch of models/nms_cuda.py (a block a group), which a CUDA graph can
+    capture; elsewhere Cluster-NMS (Zheng et al., 2021) over every group's suppression matrix."""
     nms_cuda = _nms_cuda() if boxes.is_cuda else None
-    if nms_cuda is not None and width <= nms_cuda.MAX_GROUP:
-        kept = nms_cuda.kept(ordered, counts, width, iou_threshold)
-    else:
-        kept = _kept_by_fixed_point(ordered, counts, width, iou_threshold)
-    return order[kept].sort().values
+    if nms_cuda is not None and boxes.shape[1] <= nms_cuda.MAX_GROUP:
+        return nms_cuda.kept(boxes, counts, iou_threshold)
+    return _kept_by_fixed_point(boxes, counts, iou_threshold)
 
 
 @cache
@@ -64,35 +112,31 @@ def _nms_cuda() -> ModuleType | None:
         return None
 
 
-def _kept_by_fixed_point(ordered: Tensor, counts: Tensor, width: int, iou_threshold: float) -> Tensor:
-    """(N,) bool, what greedy NMS keeps of `ordered` boxes (groups of `counts` one after another, by
-    score descending): each group's suppression matrix (box i suppresses a lower-scored box j), then
-    "kept: no kept box suppresses it" iterated to its fixed point, which is greedy NMS's result."""
-    group = torch.repeat_interleave(counts)
-    rank = _ranks(group, counts)
-    padded = ordered.new_zeros((len(counts), width, 4))
-    padded[group, rank] = ordered
-    valid = torch.zeros((len(counts), width), dtype=torch.bool, device=ordered.device)
-    valid[group, rank] = True
+def graphable(device: torch.device) -> bool:
+    """Whether the heads on `device` can be captured in CUDA graphs: the dense suppression checks its
+    fixed point on the host, the kernel does not."""
+    return device.type == "cuda" and _nms_cuda() is not None
+
+
+def _kept_by_fixed_point(boxes: Tensor, counts: Tensor, iou_threshold: float) -> Tensor:
+    """kept_in_groups as matrices: the non-empty groups' suppression matrices (box i suppresses a
+    lower-scored box j), then "kept: no kept box suppresses it" iterated to its fixed point, which is
+    greedy NMS's result."""
+    kept = torch.zeros(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
+    live = counts.nonzero().squeeze(1)
+    if len(live) == 0:
+        return kept
+    width = int(counts.max())
+    padded, counts = boxes[live, :width], counts[live]
+    valid = torch.arange(width, device=boxes.device) < counts[:, None]
     chunk = max(1, PAIRS_PER_CHUNK // (width * width))
-    kept = torch.cat(
+    kept[live, :width] = torch.cat(
         [
             _fixed_point(_suppression(padded[i : i + chunk], iou_threshold), valid[i : i + chunk])
-            for i in range(0, len(counts), chunk)
+            for i in range(0, len(live), chunk)
         ]
     )
-    return kept[group, rank]
-
-
-def _ordered(keys: Tensor, scores: Tensor) -> Tensor:
-    """Indices by key, then by score descending; equal scores keep their order (their position)."""
-    by_score = scores.argsort(descending=True, stable=True)
-    return by_score[keys[by_score].argsort(stable=True)]
-
-
-def _ranks(owners: Tensor, counts: Tensor) -> Tensor:
-    """Each element's position among its owner's, for elements sorted by owner (`counts` per owner)."""
-    return torch.arange(len(owners), device=owners.device) - (counts.cumsum(0) - counts)[owners]
+    return kept
 
 
 def _suppression(boxes: Tensor, iou_threshold: float) -> Tensor:
@@ -130,6 +174,50 @@ def _fixed_point(suppresses: Tensor, valid: Tensor) -> Tensor:
         kept = following
 
 
+def _by_score(scores: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """Each row's order: its valid entries by score descending (equal scores by position), then the
+    rest; and the number of valid entries."""
+    key = torch.where(valid, scores, float("-inf"))
+    return key.sort(dim=-1, descending=True, stable=True).indices, valid.sum(-1)
+
+
+def _kept_in_rows(boxes: Tensor, scores: Tensor, valid: Tensor, iou_threshold: float) -> Tensor:
+    """(..., M) bool, what greedy NMS keeps of each row's valid boxes ((..., M, 4) boxes): a group a row."""
+    order, counts = _by_score(scores, valid)
+    ordered = boxes.gather(-2, order[..., None].expand(*order.shape, 4)).float()
+    kept = kept_in_groups(ordered.flatten(0, -3), counts.flatten(), iou_threshold).view_as(order)
+    return torch.zeros_like(kept).scatter_(-1, order, kept)
+
+
+def _best(kept: Tensor, scores: Tensor, limit: int) -> tuple[Tensor, Tensor]:
+    """Per row, its `limit` highest-scored kept entries' positions, by score descending (equal scores
+    by position, as torchvision orders what its NMS keeps), then filler; and which of them are kept."""
+    order, _ = _by_score(scores, kept)
+    best = order[:, : min(limit, kept.shape[1])]
+    return best, kept.gather(1, best)
+
+
+def _decoded(coder: BoxCoder, rel_codes: Tensor, boxes: Tensor) -> Tensor:
+    """BoxCoder.decode_single, but with Python numbers where torchvision makes tensors of 0.5: a
+    tensor made from the host cannot be captured in a CUDA graph. Halving is exact either way."""
+    boxes = boxes.to(rel_codes.dtype)
+    widths = boxes[:, 2] - boxes[:, 0]
+    heights = boxes[:, 3] - boxes[:, 1]
+    ctr_x = boxes[:, 0] + 0.5 * widths
+    ctr_y = boxes[:, 1] + 0.5 * heights
+    wx, wy, ww, wh = coder.weights
+    dx = rel_codes[:, 0::4] / wx
+    dy = rel_codes[:, 1::4] / wy
+    dw = torch.clamp(rel_codes[:, 2::4] / ww, max=coder.bbox_xform_clip)
+    dh = torch.clamp(rel_codes[:, 3::4] / wh, max=coder.bbox_xform_clip)
+    pred_ctr_x = dx * widths[:, None] + ctr_x[:, None]
+    pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]
+    half_w = 0.5 * (torch.exp(dw) * widths[:, None])
+    half_h = 0.5 * (torch.exp(dh) * heights[:, None])
+    corners = (pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h)
+    return torch.stack(corners, dim=2).flatten(1)
+
+
 def _clipped(boxes: Tensor, heights: Tensor, widths: Tensor) -> Tensor:
     """torchvision's clip_boxes_to_image with a bound per box, in the boxes' dtype as there."""
     bounds = torch.stack((widths, heights), -1).to(boxes.dtype)
@@ -141,90 +229,141 @@ def _large_enough(boxes: Tensor, min_size: float) -> Tensor:
     return (boxes[..., 2] - boxes[..., 0] >= min_size) & (boxes[..., 3] - boxes[..., 1] >= min_size)
 
 
-def _best_per_image(indices: Tensor, scores: Tensor, image: Tensor, limit: int, images: int) -> list[Tensor]:
-    """Per image, its `limit` highest-scored of `indices` (ascending), by score descending; equal
-    scores by index, as torchvision orders what its NMS keeps."""
-    indices = indices[_ordered(image[indices], scores[indices])]
-    owners = image[indices]
-    counts = torch.bincount(owners, minlength=images)
-    rank = _ranks(owners, counts)
-    return list(indices[rank < limit].split(counts.clamp(max=limit).tolist()))
-
-
 def proposals(
-    rpn: RegionProposalNetwork, images: ImageList, features: OrderedDict[str, Tensor]
-) -> list[Tensor]:
-    """RegionProposalNetwork.forward in eval: each image's proposals, by objectness descending."""
+    rpn: RegionProposalNetwork, features: OrderedDict[str, Tensor], anchors: list[Tensor], sizes: Tensor
+) -> Proposals:
+    """RegionProposalNetwork.forward in eval, for `anchors` (its anchor generator's, per image) and
+    (B, 2) image sizes (height, width) on the device."""
     maps = list(features.values())
     objectness, deltas = rpn.head(maps)
-    anchors = rpn.anchor_generator(images, maps)
     num_anchors_per_level = [o[0].numel() for o in objectness]
     objectness, deltas = concat_box_prediction_layers(objectness, deltas)
     count = len(anchors)
-    boxes = rpn.box_coder.decode(deltas.detach(), anchors).view(count, -1, 4)
+    boxes = _decoded(rpn.box_coder, deltas.detach(), torch.cat(anchors)).view(count, -1, 4)
     objectness = objectness.detach().reshape(count, -1)
 
     device = boxes.device
-    top = rpn._get_top_n_idx(objectness, num_anchors_per_level)  # torchvision's, batched already
+    top = rpn._get_top_n_idx(objectness, num_anchors_per_level)  # (B, K): each level's top n in turn
     image = torch.arange(count, device=device)[:, None]
-    levels = torch.repeat_interleave(torch.tensor(num_anchors_per_level, device=device))[top]
     scores = torch.sigmoid(objectness[image, top])
-    heights, widths = torch.tensor(images.image_sizes, device=device).unbind(1)
+    heights, widths = sizes.unbind(1)
     boxes = _clipped(boxes[image, top], heights[:, None], widths[:, None])
     keep = _large_enough(boxes, rpn.min_size) & (scores >= rpn.score_thresh)
 
-    candidates = keep.flatten().nonzero().squeeze(1)
-    boxes, scores = boxes.reshape(-1, 4), scores.flatten()
-    groups = (image * len(num_anchors_per_level) + levels).flatten()
-    kept = candidates[grouped_nms(boxes[candidates], scores[candidates], groups[candidates], rpn.nms_thresh)]
-    chosen = _best_per_image(kept, scores, image.expand_as(top).flatten(), rpn.post_nms_top_n(), count)
-    return [boxes[i] for i in chosen]
+    # (image, level) groups as rows of the widest level's length; the rest of a row points at a
+    # column past the last, of no box.
+    width = top.shape[1]
+    per_level = [min(rpn.pre_nms_top_n(), n) for n in num_anchors_per_level]
+    offsets = np.cumsum([0, *per_level[:-1]])
+    position = torch.arange(max(per_level), device=device)
+    columns = torch.stack(
+        [torch.where(position < n, position + int(o), width) for n, o in zip(per_level, offsets, strict=True)]
+    )
+
+    def grouped(t: Tensor) -> Tensor:
+        return torch.cat([t, t[:, :1]], 1)[:, columns]
+
+    kept = _kept_in_rows(grouped(boxes), grouped(scores), grouped(keep) & (columns < width), rpn.nms_thresh)
+    kept = kept.new_zeros((count, width + 1)).scatter_(
+        1, columns.expand(count, -1, -1).flatten(1), kept.flatten(1)
+    )
+    best, valid = _best(kept[:, :width], scores, rpn.post_nms_top_n())
+    return Proposals(boxes.gather(1, best[..., None].expand(-1, -1, 4)), valid)
+
+
+def pooling_input(
+    pool: MultiScaleRoIAlign,
+    features: OrderedDict[str, Tensor],
+    proposals: Proposals,
+    image_sizes: list[tuple[int, int]],
+) -> PoolingInput:
+    """MultiScaleRoIAlign's inputs to roi_align, in fixed shapes: the levels copied once to NCHW
+    float32, which roi_align reads (instead of autocast's cast to float32 and then roi_align's own
+    transposing copy), and each proposal's level, as its mapper assigns them."""
+    maps = [
+        level.to(torch.float32, memory_format=torch.contiguous_format)
+        for name, level in features.items()
+        if name in pool.featmap_names
+    ]
+    if pool.scales is None or pool.map_levels is None:  # as MultiScaleRoIAlign.forward, once
+        pool.scales, pool.map_levels = _setup_scales(
+            maps, image_sizes, pool.canonical_scale, pool.canonical_level
+        )
+    count, per_image = proposals.valid.shape
+    boxes = proposals.boxes.flatten(0, 1)
+    image = torch.arange(count, device=boxes.device).repeat_interleave(per_image)
+    rois = torch.cat([image[:, None].to(boxes.dtype), boxes], 1)
+    return PoolingInput(maps, rois, pool.map_levels([boxes]))
+
+
+def pool_into(pool: MultiScaleRoIAlign, given: PoolingInput, out: Tensor) -> Tensor:
+    """MultiScaleRoIAlign's roi_align level by level into `out` ((N, C, h, w), zeroed first): the
+    only part of the heads whose shapes follow from the data, the number of boxes of each level."""
+    out.zero_()
+    assert pool.scales is not None  # set by pooling_input
+    for level, (features, scale) in enumerate(zip(given.maps, pool.scales, strict=True)):
+        index = torch.where(given.levels == level)[0]
+        pooled = roi_align(features, given.rois[index], pool.output_size, scale, pool.sampling_ratio)
+        out[index] = pooled.to(out.dtype)
+    return out
+
+
+def pooled_shape(pool: MultiScaleRoIAlign, given: PoolingInput) -> tuple[int, ...]:
+    return (len(given.rois), given.maps[0].shape[1], *pool.output_size)
 
 
 def detections(
-    roi_heads: RoIHeads,
-    features: OrderedDict[str, Tensor],
-    proposals: list[Tensor],
-    image_sizes: list[tuple[int, int]],
-    original_sizes: list[tuple[int, int]],
-) -> Detections:
-    """RoIHeads.forward in eval and GeneralizedRCNNTransform.postprocess: each image's detections,
-    by score descending, in the pixels of its original size."""
-    # roi_align reads NCHW float32: one copy of each pooled level, instead of autocast's cast to
-    # float32 (channels-last kept) and then roi_align's own transposing copy. The pooled values are
-    # the same, and the box head's autocast rounds them to float16 as it did.
-    pool = roi_heads.box_roi_pool
-    levels = {
-        name: level.to(torch.float32, memory_format=torch.contiguous_format)
-        for name, level in features.items()
-        if name in pool.featmap_names
-    }
-    pooled = pool(levels, proposals, image_sizes)
+    roi_heads: RoIHeads, pooled: Tensor, proposals: Proposals, sizes: Tensor, original_sizes: Tensor
+) -> BatchDetections:
+    """RoIHeads.forward in eval and GeneralizedRCNNTransform.postprocess, from the pooled proposals:
+    each image's detections, by score descending, in the pixels of its original size. `sizes` and
+    `original_sizes`: (B, 2) heights and widths on the device."""
     class_logits, box_regression = roi_heads.box_predictor(roi_heads.box_head(pooled))
-    boxes = roi_heads.box_coder.decode(box_regression, proposals)
+    count, per_image = proposals.valid.shape
+    boxes = _decoded(roi_heads.box_coder, box_regression, proposals.boxes.flatten(0, 1))
+    boxes = boxes.reshape(count * per_image, -1, 4)
     scores = F.softmax(class_logits, -1)
 
-    device, count, classes = boxes.device, len(proposals), scores.shape[-1]
-    per_image = torch.tensor([len(p) for p in proposals], device=device)
-    image = torch.repeat_interleave(per_image)
-    sizes = torch.tensor(image_sizes, device=device)
+    classes = scores.shape[-1]
+    image = torch.arange(count, device=boxes.device).repeat_interleave(per_image)
     heights, widths = sizes.unbind(1)
     boxes = _clipped(boxes, heights[image, None], widths[image, None])
     # Every class but the background a candidate of its own, proposal by proposal as torchvision.
-    boxes, scores = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].flatten()
-    labels = torch.arange(1, classes, device=device).repeat(len(image))
-    image = image.repeat_interleave(classes - 1)
-    keep = (scores > roi_heads.score_thresh) & _large_enough(boxes, 1e-2)
-
-    candidates = keep.nonzero().squeeze(1)
-    groups = image[candidates] * classes + labels[candidates]
-    kept = candidates[grouped_nms(boxes[candidates], scores[candidates], groups, roi_heads.nms_thresh)]
-    chosen = _best_per_image(kept, scores, image, roi_heads.detections_per_img, count)
+    boxes = boxes[:, 1:].reshape(count, per_image, classes - 1, 4)
+    scores = scores[:, 1:].reshape(count, per_image, classes - 1)
+    keep = (scores > roi_heads.score_thresh) & _large_enough(boxes, 1e-2) & proposals.valid[:, :, None]
+    # (image, class) groups: a row of proposals each.
+    kept = _kept_in_rows(
+        boxes.transpose(1, 2), scores.transpose(1, 2), keep.transpose(1, 2), roi_heads.nms_thresh
+    ).transpose(1, 2)
+    best, valid = _best(kept.reshape(count, -1), scores.reshape(count, -1), roi_heads.detections_per_img)
 
     # GeneralizedRCNNTransform.postprocess: its float32 ratios, in the boxes' dtype as there.
-    originals = torch.tensor(original_sizes, dtype=torch.float32, device=device)
-    ratios = (originals / sizes.float()).to(boxes.dtype)
+    ratios = (original_sizes.float() / sizes.float()).to(boxes.dtype)
     scale = ratios.flip(1).repeat(1, 2)  # (width, height, width, height) ratios per image
-    return [
-        {"boxes": boxes[i] * scale[n], "scores": scores[i], "labels": labels[i]} for n, i in enumerate(chosen)
-    ]
+    chosen = boxes.reshape(count, -1, 4).gather(1, best[..., None].expand(-1, -1, 4))
+    return BatchDetections(
+        chosen * scale[:, None],
+        scores.reshape(count, -1).gather(1, best),
+        best % (classes - 1) + 1,
+        valid.sum(1),
+    )
+
+
+def heads(
+    rpn: RegionProposalNetwork,
+    roi_heads: RoIHeads,
+    images: ImageList,
+    features: OrderedDict[str, Tensor],
+    original_sizes: list[tuple[int, int]],
+) -> BatchDetections:
+    """The RPN and ROI heads with the postprocess, eagerly: what GraphedHeads replays."""
+    device = next(iter(features.values())).device
+    anchors = rpn.anchor_generator(images, list(features.values()))
+    sizes = torch.tensor(images.image_sizes, device=device)
+    found = proposals(rpn, features, anchors, sizes)
+    pool = roi_heads.box_roi_pool
+    given = pooling_input(pool, features, found, images.image_sizes)
+    pooled = pool_into(pool, given, given.maps[0].new_empty(pooled_shape(pool, given)))
+    originals = torch.tensor(original_sizes, device=device)
+    return detections(roi_heads, pooled, found, sizes, originals)

@@ -79,16 +79,17 @@ def launch(
     _kernel[len(counts), threads, stream, shared_bytes](boxes, starts, counts, threshold, kept)
 
 
-def kept(boxes: Tensor, counts: Tensor, width: int, iou_threshold: float) -> Tensor:
-    """(N,) bool, what greedy NMS keeps of (N, 4) float32 CUDA `boxes`: groups of `counts` boxes one
-    after another, each by score descending, `width` the largest count. On the current stream, and
-    without waiting on it."""
-    starts = counts.cumsum(0) - counts
-    flags = torch.empty(len(boxes), dtype=torch.uint8, device=boxes.device)
+def kept(boxes: Tensor, counts: Tensor, iou_threshold: float) -> Tensor:
+    """(G, M) bool, what greedy NMS keeps of each group's first `counts` boxes of (G, M, 4) float32
+    CUDA `boxes`, each group's by score descending. On the current stream, without waiting on it
+    and without a tensor from the host: a CUDA graph can capture it."""
+    groups, width = boxes.shape[:2]
+    starts = torch.arange(groups, device=boxes.device) * width
+    flags = torch.zeros(groups * width, dtype=torch.uint8, device=boxes.device)
     arrays = [cuda.as_cuda_array(t, sync=False) for t in (boxes.reshape(-1), starts, counts, flags)]
     stream = _numba_stream(torch.cuda.current_stream(boxes.device).cuda_stream)
     launch(arrays[0], arrays[1], arrays[2], width, iou_threshold, arrays[3], stream)
-    return flags.view(torch.bool)
+    return flags.view(torch.bool).view(groups, width)
 
 
 _streams: dict[int, object] = {}

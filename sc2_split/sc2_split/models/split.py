@@ -127,16 +127,21 @@ class Tail(nn.Module):
         per latent of the batch; frames of one batch share the padded size (their latents' shape).
         `batched` filters and post-processes the whole batch at once (models/batched_heads.py)
         instead of torchvision's image by image."""
-        resized = [(g.resized_height, g.resized_width) for g in geometries]
-        # The RPN reads only the padded size from the image tensor: a broadcast view, no memory.
-        first = next(iter(features.values()))
-        g = geometries[0]
-        padded = first.new_zeros(()).expand(len(geometries), 3, g.padded_height, g.padded_width)
-        images = ImageList(padded, resized)
-        original = [(g.image_height, g.image_width) for g in geometries]
+        images, original = self.images(features, geometries)
         if batched:
-            proposals = batched_heads.proposals(self.rpn, images, features)
-            return batched_heads.detections(self.roi_heads, features, proposals, resized, original)
+            return batched_heads.heads(self.rpn, self.roi_heads, images, features, original).per_image()
         proposals, _ = self.rpn(images, features)
         detections, _ = self.roi_heads(features, proposals, images.image_sizes)
         return self.transform.postprocess(detections, images.image_sizes, original)
+
+    @staticmethod
+    def images(
+        features: OrderedDict[str, Tensor], geometries: Sequence[ImageGeometry]
+    ) -> tuple[ImageList, list[tuple[int, int]]]:
+        """The heads' view of the frames: their resized sizes in an ImageList, and their original
+        sizes. The RPN reads only the padded size from the image tensor: a broadcast view, no memory."""
+        first = next(iter(features.values()))
+        g = geometries[0]
+        padded = first.new_zeros(()).expand(len(geometries), 3, g.padded_height, g.padded_width)
+        resized = [(g.resized_height, g.resized_width) for g in geometries]
+        return ImageList(padded, resized), [(g.image_height, g.image_width) for g in geometries]
