@@ -102,9 +102,15 @@ def _side_stream(device: torch.device) -> Iterator[None]:
 
 @dataclass
 class _HeadsGraphs:
+    """Two graphs and every tensor they read or write: a graph holds addresses, not tensors, so
+    what it reads must stay allocated (the anchors, made outside the capture, and the features)."""
+
     proposals: torch.cuda.CUDAGraph
     detections: torch.cuda.CUDAGraph
+    features: OrderedDict[str, Tensor]  # the first graph's input, rewritten by GraphedFeatures
+    anchors: list[Tensor]
     sizes: Tensor  # (B, 4) resized and original heights and widths, refilled before each replay
+    proposed: Proposals  # the first graph's outputs, and the second's input
     pooling: PoolingInput  # the first graph's outputs
     pooled: Tensor  # the second graph's input, filled by the eager pooling
     found: BatchDetections  # the second graph's outputs
@@ -173,7 +179,7 @@ class GraphedHeads:
         pooled = given.maps[0].new_empty(batched_heads.pooled_shape(pool, given))
         with torch.cuda.graph(second, pool=self._pool), _autocast(self.half):
             out = detections(pooled, found)
-        return _HeadsGraphs(first, second, sizes, given, pooled, out)
+        return _HeadsGraphs(first, second, features, anchors, sizes, found, given, pooled, out)
 
 
 def _sizes(images: ImageList, original_sizes: list[tuple[int, int]]) -> Tensor:
