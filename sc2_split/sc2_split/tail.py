@@ -71,6 +71,7 @@ class TailPipeline:
         self.tail = Tail(model).to(self.device).eval()
         if self.device.type == "cuda":  # on a CPU the tail stays the model's, operation by operation
             self.tail.fold_batch_norms()
+            self.tail.fuse_conv_relus()
         # cuDNN's tensor-core convolutions take NHWC: in NCHW each one transposes its input and output.
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.tail.to(memory_format=self.memory_format)

@@ -95,7 +95,8 @@ def test_split_detections_match_unsplit(runs: dict, name: str, codec: str, exact
 
 
 def test_a_tail_with_its_batch_norms_folded_computes_the_same_features(small_models: dict) -> None:
-    """A CUDA tail folds its stages' batch norms into their convolutions (Tail.fold_batch_norms)."""
+    """A CUDA tail folds its stages' batch norms into their convolutions (Tail.fold_batch_norms), then
+    fuses them with their ReLUs (Tail.fuse_conv_relus)."""
     model = build_detector(load_model_config(small_models["sc2_resnet50_fp"][0])).eval()
     rng = torch.Generator().manual_seed(3)
     ranges = {"running_mean": (-1, 1), "running_var": (0.5, 2), "weight": (0.5, 2)}  # statistics to fold
@@ -110,5 +111,31 @@ def test_a_tail_with_its_batch_norms_folded_computes_the_same_features(small_mod
     with torch.inference_mode():
         latent = Head(model, image_geometry(model, *frame.shape[:2])).eval()(torch.from_numpy(frame))
         want, got = tail.features(latent), folded.features(latent)
+        # Then each convolution + bias (+ residual) + ReLU as one module (one cuDNN kernel on CUDA,
+        # operation by operation here): the same features, bit for bit.
+        before = {name: level.clone() for name, level in got.items()}
+        blocks = sum(len(stage) for stage in tail.stages.values())  # bottlenecks: 3 convolutions each
+        assert folded.fuse_conv_relus() == 3 * blocks
+        fused = folded.features(latent)
     for name, level in want.items():
         torch.testing.assert_close(got[name], level, rtol=1e-4, atol=1e-4 * float(level.abs().max()))
+        assert torch.equal(fused[name], before[name])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fused_convolutions_on_cuda_compute_the_features_within_float16s_rounding(small_models: dict) -> None:
+    """On CUDA a ConvReLU is one cuDNN kernel (its bias, residual and ReLU in float32, before the
+    output's rounding to float16): close to the unfused float16 operations, not equal to them."""
+    model = build_detector(load_model_config(small_models["sc2_resnet50_fp"][0])).eval()
+    frame = frames()[1]
+    with torch.inference_mode():
+        latent = Head(model, image_geometry(model, *frame.shape[:2])).eval()(torch.from_numpy(frame)).cuda()
+        folded, fused = Tail(model).cuda().eval(), Tail(model).cuda().eval()
+        folded.fold_batch_norms()
+        fused.fold_batch_norms()
+        assert fused.fuse_conv_relus() > 0
+        with torch.autocast("cuda", torch.float16):
+            want, got = folded.features(latent), fused.features(latent)
+    for name, level in want.items():
+        assert got[name].dtype == level.dtype
+        torch.testing.assert_close(got[name], level, rtol=2e-2, atol=2e-2 * float(level.abs().max()))

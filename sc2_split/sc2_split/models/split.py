@@ -20,6 +20,7 @@ from torchvision.models.detection.image_list import ImageList
 
 from sc2_split.geometry import ImageGeometry
 from sc2_split.models import batched_heads
+from sc2_split.models.conv_relu import fuse_conv_relus
 
 BOTTLENECK = "bottleneck_layer"
 
@@ -98,6 +99,11 @@ class Tail(nn.Module):
                 warnings.warn(
                     f"stage {name} keeps its batch norms, torch.fx cannot trace it: {err}", stacklevel=2
                 )
+
+    def fuse_conv_relus(self) -> int:
+        """After fold_batch_norms, each stage's convolution + bias (+ residual) + ReLU as one cuDNN
+        kernel on a CUDA device (models/conv_relu.py). Returns the number fused."""
+        return sum(fuse_conv_relus(s) for s in self.stages.values() if isinstance(s, torch.fx.GraphModule))
 
     def decoder_input(self, latent: Tensor) -> Tensor:
         """The model's own quantization (round around the prior's medians) for an entropic student."""
