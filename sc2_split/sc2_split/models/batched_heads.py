@@ -71,9 +71,9 @@ class BatchDetections:
     labels: Tensor
     counts: Tensor
 
-    def per_image(self, images: int | None = None) -> Detections:
-        """The first `images` images' detections (all by default), trimmed to their counts."""
-        counts = self.counts[:images].tolist()
+    def per_image(self) -> Detections:
+        """Each image's detections, trimmed to their counts."""
+        counts = self.counts.tolist()
         keys = ("boxes", "scores", "labels")
         return [{key: getattr(self, key)[i, :n] for key in keys} for i, n in enumerate(counts)]
 
@@ -310,8 +310,15 @@ def pool_into(pool: MultiScaleRoIAlign, given: PoolingInput, out: Tensor) -> Ten
     return out
 
 
-def pooled_shape(pool: MultiScaleRoIAlign, given: PoolingInput) -> tuple[int, ...]:
-    return (len(given.rois), given.maps[0].shape[1], *pool.output_size)
+def pooled_buffer(pool: MultiScaleRoIAlign, given: PoolingInput) -> Tensor:
+    """An (N, C, h, w) tensor for pool_into, in the levels' float32."""
+    return given.maps[0].new_empty((len(given.rois), given.maps[0].shape[1], *pool.output_size))
+
+
+def size_rows(images: ImageList, original_sizes: list[tuple[int, int]]) -> Tensor:
+    """(B, 4) on the host: each image's resized height and width, then its original ones."""
+    rows = [(*size, *original) for size, original in zip(images.image_sizes, original_sizes, strict=True)]
+    return torch.tensor(rows, dtype=torch.int64)
 
 
 def detections(
@@ -362,10 +369,9 @@ def heads(
     """The RPN and ROI heads with the postprocess, eagerly: what GraphedHeads replays."""
     device = next(iter(features.values())).device
     anchors = rpn.anchor_generator(images, list(features.values()))
-    sizes = torch.tensor(images.image_sizes, device=device)
-    found = proposals(rpn, features, anchors, sizes)
+    sizes = size_rows(images, original_sizes).to(device)
+    found = proposals(rpn, features, anchors, sizes[:, :2])
     pool = roi_heads.box_roi_pool
     given = pooling_input(pool, features, found, images.image_sizes)
-    pooled = pool_into(pool, given, given.maps[0].new_empty(pooled_shape(pool, given)))
-    originals = torch.tensor(original_sizes, device=device)
-    return detections(roi_heads, pooled, found, sizes, originals)
+    pooled = pool_into(pool, given, pooled_buffer(pool, given))
+    return detections(roi_heads, pooled, found, sizes[:, :2], sizes[:, 2:])

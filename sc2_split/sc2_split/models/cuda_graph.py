@@ -146,7 +146,7 @@ class GraphedHeads:
                 self._eager = True
         if entry is None:
             return batched_heads.heads(self.rpn, self.roi_heads, images, features, original_sizes)
-        entry.sizes.copy_(_sizes(images, original_sizes))
+        entry.sizes.copy_(batched_heads.size_rows(images, original_sizes))
         entry.proposals.replay()
         batched_heads.pool_into(self.roi_heads.box_roi_pool, entry.pooling, entry.pooled)
         entry.detections.replay()
@@ -158,7 +158,7 @@ class GraphedHeads:
         device = next(iter(features.values())).device
         pool = self.roi_heads.box_roi_pool
         anchors = self.rpn.anchor_generator(images, list(features.values()))  # the shape's, fixed
-        sizes = _sizes(images, original_sizes).to(device)
+        sizes = batched_heads.size_rows(images, original_sizes).to(device)
 
         def proposals() -> tuple[Proposals, PoolingInput]:
             found = batched_heads.proposals(self.rpn, features, anchors, sizes[:, :2])
@@ -170,18 +170,14 @@ class GraphedHeads:
         with _side_stream(device), _autocast(self.half):
             for _ in range(_WARMUP_RUNS):  # compiles the NMS kernel, sets the pool's scales
                 found, given = proposals()
-                pooled = given.maps[0].new_empty(batched_heads.pooled_shape(pool, given))
-                detections(batched_heads.pool_into(pool, given, pooled), found)
+                detections(
+                    batched_heads.pool_into(pool, given, batched_heads.pooled_buffer(pool, given)), found
+                )
         self._pool = self._pool or _new_pool(device)
         first, second = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
         with torch.cuda.graph(first, pool=self._pool), _autocast(self.half):
             found, given = proposals()
-        pooled = given.maps[0].new_empty(batched_heads.pooled_shape(pool, given))
+        pooled = batched_heads.pooled_buffer(pool, given)
         with torch.cuda.graph(second, pool=self._pool), _autocast(self.half):
             out = detections(pooled, found)
         return _HeadsGraphs(first, second, features, anchors, sizes, found, given, pooled, out)
-
-
-def _sizes(images: ImageList, original_sizes: list[tuple[int, int]]) -> Tensor:
-    rows = [(*size, *original) for size, original in zip(images.image_sizes, original_sizes, strict=True)]
-    return torch.tensor(rows, dtype=torch.int64)
