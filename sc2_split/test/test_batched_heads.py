@@ -133,12 +133,52 @@ print("kernel ok")
 """
 
 
-def test_the_cuda_kernel_keeps_what_nms_keeps_in_each_group() -> None:
+def run_simulated(script: str) -> None:
+    """`script` in a process of its own under numba's CUDA simulator; it prints "kernel ok" last."""
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    run = subprocess.run(
-        [sys.executable, "-c", SIMULATED_KERNEL], env=env, capture_output=True, text=True, timeout=600
-    )
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and "kernel ok" in run.stdout, run.stderr[-3000:]
+
+
+def test_the_cuda_kernel_keeps_what_nms_keeps_in_each_group() -> None:
+    run_simulated(SIMULATED_KERNEL)
+
+
+# The ROI align kernel (models/roi_align_cuda.py) under the simulator, against torchvision's
+# roi_align on the same values: boxes partly outside the maps and empty ones, two levels in which each
+# launch pools only its own boxes, a fixed and an adaptive sampling grid, more channels than threads.
+SIMULATED_ROI_ALIGN = """
+import numpy as np, torch
+from sc2_split.models import roi_align_cuda
+from torchvision.ops import roi_align
+rng = np.random.default_rng(3)
+shapes, scales = [(9, 11), (5, 6)], [0.25, 0.125]
+channels, images, boxes, size = 12, 2, 14, (3, 3)
+maps = [rng.standard_normal((images, channels, *hw)).astype(np.float32) for hw in shapes]
+corners = rng.uniform(-12, 50, (boxes, 2))
+sides = rng.uniform(0, 30, (boxes, 2)) * (rng.uniform(0, 1, (boxes, 1)) > 0.2)  # a few empty boxes
+rois = np.concatenate([rng.integers(0, images, (boxes, 1)), corners, corners + sides], 1).astype(np.float32)
+levels = rng.integers(0, len(shapes), boxes)
+assert set(levels) == {0, 1}
+for dtype, atol in ((np.float16, 2e-3), (np.float32, 1e-5)):
+    for ratio in (2, 0):
+        out = np.full((boxes, *size, channels), np.nan, dtype)
+        for level, (m, scale) in enumerate(zip(maps, scales)):
+            nhwc = np.ascontiguousarray(m.transpose(0, 2, 3, 1)).astype(dtype)
+            roi_align_cuda.launch(nhwc, rois, levels, level, scale, ratio, out, threads=8)
+        for level, (m, scale) in enumerate(zip(maps, scales)):
+            index = np.flatnonzero(levels == level)
+            given = torch.from_numpy(m.astype(dtype).astype(np.float32))
+            want = roi_align(given, torch.from_numpy(rois[index]), size, scale, ratio).numpy()
+            got = out[index].transpose(0, 3, 1, 2).astype(np.float32)
+            np.testing.assert_allclose(got, want, rtol=1e-3, atol=atol, err_msg=f"{dtype} {ratio} {level}")
+        assert np.abs(out.astype(np.float32)).max() > 0.5  # the maps are sampled, not zeros
+print("kernel ok")
+"""
+
+
+def test_the_roi_align_kernel_pools_as_torchvision() -> None:
+    run_simulated(SIMULATED_ROI_ALIGN)
 
 
 def demo_latents() -> tuple[torch.nn.Module, ImageGeometry, list[torch.Tensor]]:

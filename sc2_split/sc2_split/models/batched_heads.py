@@ -8,7 +8,8 @@ non-maximum suppressions become one suppression over (image, level) or (image, c
 What torchvision drops (small boxes, low scores, suppressed boxes) is masked instead, so every
 shape follows from the batch's and the model's: the proposals and the detections can each be
 captured in a CUDA graph (models/cuda_graph.py's GraphedHeads), with only the ROI pooling between
-them, whose levels' box counts vary, run eagerly.
+them run eagerly: torchvision's roi_align pools each level's boxes, whose counts vary. On a CUDA
+device the pooling is models/roi_align_cuda.py's kernel, which reads the levels as the FPN wrote them.
 
 Each frame's decisions depend on that frame alone: ties in score break by the candidate's position in
 its own image, never by another frame's. Its numbers do not quite: cuDNN and cuBLAS pick kernels by
@@ -16,6 +17,7 @@ batch size, so a frame alone and in a batch of 4 differ within float16's roundin
 H200).
 """
 
+import importlib
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -53,8 +55,8 @@ class Proposals:
 
 @dataclass
 class PoolingInput:
-    """What ROI pooling reads: the pooled levels (NCHW float32), each proposal as a (image, x1, y1,
-    x2, y2) row and its level."""
+    """What ROI pooling reads: the pooled levels (as the FPN wrote them for the CUDA kernel, else NCHW
+    float32), each proposal as a (image, x1, y1, x2, y2) row and its level."""
 
     maps: list[Tensor]
     rois: Tensor
@@ -103,15 +105,33 @@ def kept_in_groups(boxes: Tensor, counts: Tensor, iou_threshold: float) -> Tenso
 
 
 @cache
-def _nms_cuda() -> ModuleType | None:
-    """models/nms_cuda.py, or None where numba-cuda cannot compile for this GPU (the dense path)."""
+def _kernels(module: str, otherwise: str) -> ModuleType | None:
+    """sc2_split.models.`module` (numba-cuda kernels), or None, with a warning that says what runs
+    `otherwise`, where numba-cuda cannot compile for this GPU."""
     try:
-        from sc2_split.models import nms_cuda
-
-        return nms_cuda
+        return importlib.import_module(f"sc2_split.models.{module}")
     except Exception as err:  # no numba-cuda, or none that works with this driver
-        warnings.warn(f"NMS runs as dense matrices, the CUDA kernel is unavailable: {err}", stacklevel=2)
+        warnings.warn(f"{otherwise}, the CUDA kernel is unavailable: {err}", stacklevel=2)
         return None
+
+
+def _nms_cuda() -> ModuleType | None:
+    """models/nms_cuda.py, or None where it cannot compile (the dense suppression)."""
+    return _kernels("nms_cuda", "NMS runs as dense matrices")
+
+
+@cache
+def _roi_align_cuda(device: torch.device) -> ModuleType | None:
+    """models/roi_align_cuda.py on a CUDA device where it compiles, else None (torchvision's roi_align)."""
+    otherwise = "ROI align runs as torchvision's, on float32 copies of the levels"
+    kernel = _kernels("roi_align_cuda", otherwise) if device.type == "cuda" else None
+    try:
+        if kernel is not None:
+            kernel.compiles(device)
+            return kernel
+    except Exception as err:  # a numba-cuda that cannot compile it for this GPU (float16, say)
+        warnings.warn(f"{otherwise}, the CUDA kernel does not compile: {err}", stacklevel=2)
+    return None
 
 
 def graphable(device: torch.device) -> bool:
@@ -279,14 +299,12 @@ def pooling_input(
     proposals: Proposals,
     image_sizes: list[tuple[int, int]],
 ) -> PoolingInput:
-    """MultiScaleRoIAlign's inputs to roi_align, in fixed shapes: the levels copied once to NCHW
-    float32, which roi_align reads (instead of autocast's cast to float32 and then roi_align's own
-    transposing copy), and each proposal's level, as its mapper assigns them."""
-    maps = [
-        level.to(torch.float32, memory_format=torch.contiguous_format)
-        for name, level in features.items()
-        if name in pool.featmap_names
-    ]
+    """MultiScaleRoIAlign's inputs to roi_align, in fixed shapes: the levels (for torchvision's
+    roi_align copied once to NCHW float32, which it reads, instead of autocast's cast to float32 and
+    then roi_align's own transposing copy), and each proposal's level, as its mapper assigns them."""
+    maps = [level for name, level in features.items() if name in pool.featmap_names]
+    if _roi_align_cuda(maps[0].device) is None:
+        maps = [level.to(torch.float32, memory_format=torch.contiguous_format) for level in maps]
     if pool.scales is None or pool.map_levels is None:  # as MultiScaleRoIAlign.forward, once
         pool.scales, pool.map_levels = _setup_scales(
             maps, image_sizes, pool.canonical_scale, pool.canonical_level
@@ -299,10 +317,14 @@ def pooling_input(
 
 
 def pool_into(pool: MultiScaleRoIAlign, given: PoolingInput, out: Tensor) -> Tensor:
-    """MultiScaleRoIAlign's roi_align level by level into `out` ((N, C, h, w), zeroed first): the
-    only part of the heads whose shapes follow from the data, the number of boxes of each level."""
-    out.zero_()
+    """MultiScaleRoIAlign into `out` (pooled_buffer's): the only part of the heads whose shapes follow
+    from the data, the number of boxes of each level, except on the CUDA kernel, which takes every box
+    in each level's launch."""
     assert pool.scales is not None  # set by pooling_input
+    kernel = _roi_align_cuda(out.device)
+    if kernel is not None:
+        return kernel.pool(given.maps, pool.scales, given.rois, given.levels, pool.sampling_ratio, out)
+    out.zero_()
     for level, (features, scale) in enumerate(zip(given.maps, pool.scales, strict=True)):
         index = torch.where(given.levels == level)[0]
         pooled = roi_align(features, given.rois[index], pool.output_size, scale, pool.sampling_ratio)
@@ -311,8 +333,12 @@ def pool_into(pool: MultiScaleRoIAlign, given: PoolingInput, out: Tensor) -> Ten
 
 
 def pooled_buffer(pool: MultiScaleRoIAlign, given: PoolingInput) -> Tensor:
-    """An (N, C, h, w) tensor for pool_into, in the levels' float32."""
-    return given.maps[0].new_empty((len(given.rois), given.maps[0].shape[1], *pool.output_size))
+    """An (N, C, h, w) tensor for pool_into in the levels' dtype: channels-last for the CUDA kernel,
+    which writes each box's values side by side."""
+    level = given.maps[0]
+    if _roi_align_cuda(level.device) is None:
+        return level.new_empty((len(given.rois), level.shape[1], *pool.output_size))
+    return level.new_empty((len(given.rois), *pool.output_size, level.shape[1])).permute(0, 3, 1, 2)
 
 
 def size_rows(images: ImageList, original_sizes: list[tuple[int, int]]) -> Tensor:

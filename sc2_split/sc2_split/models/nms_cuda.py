@@ -17,6 +17,8 @@ import torch
 from numba import cuda, float32
 from torch import Tensor
 
+from sc2_split.models.numba_streams import current_stream, device_array
+
 THREADS_PER_BLOCK = 256
 # The largest group held in shared memory: 5 floats a box (its corners and its state), 40 KiB of
 # the 48 a block may take without opting in. The tail's groups are at most its top-n (1,000).
@@ -86,17 +88,6 @@ def kept(boxes: Tensor, counts: Tensor, iou_threshold: float) -> Tensor:
     groups, width = boxes.shape[:2]
     starts = torch.arange(groups, device=boxes.device) * width
     flags = torch.zeros(groups * width, dtype=torch.uint8, device=boxes.device)
-    arrays = [cuda.as_cuda_array(t, sync=False) for t in (boxes.reshape(-1), starts, counts, flags)]
-    stream = _numba_stream(torch.cuda.current_stream(boxes.device).cuda_stream)
-    launch(arrays[0], arrays[1], arrays[2], width, iou_threshold, arrays[3], stream)
+    arrays = [device_array(t) for t in (boxes.reshape(-1), starts, counts, flags)]
+    launch(arrays[0], arrays[1], arrays[2], width, iou_threshold, arrays[3], current_stream(boxes.device))
     return flags.view(torch.bool).view(groups, width)
-
-
-_streams: dict[int, object] = {}
-
-
-def _numba_stream(handle: int) -> object:
-    """numba's view of a torch stream, made once per stream."""
-    if handle not in _streams:
-        _streams[handle] = cuda.external_stream(handle)
-    return _streams[handle]
