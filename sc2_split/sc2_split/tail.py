@@ -72,6 +72,8 @@ class TailPipeline:
         if self.device.type == "cuda":  # on a CPU the tail stays the model's, operation by operation
             self.tail.fold_batch_norms()
             self.tail.fuse_conv_relus()
+            self.tail.fuse_top_down()
+            self.tail.fix_gdns()
         # cuDNN's tensor-core convolutions take NHWC: in NCHW each one transposes its input and output.
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.tail.to(memory_format=self.memory_format)

@@ -115,11 +115,17 @@ def test_a_tail_with_its_batch_norms_folded_computes_the_same_features(small_mod
         # operation by operation here): the same features, bit for bit.
         before = {name: level.clone() for name, level in got.items()}
         blocks = sum(len(stage) for stage in tail.stages.values())  # bottlenecks: 3 convolutions each
-        assert folded.fuse_conv_relus() == 3 * blocks
+        geometry = [image_geometry(model, *frame.shape[:2])]
+        unfused_detections = folded.detections(before, geometry)
+        assert folded.fuse_conv_relus() == 3 * blocks + 1  # and the RPN head's convolution
         fused = folded.features(latent)
+        fused_detections = folded.detections(fused, geometry)
     for name, level in want.items():
         torch.testing.assert_close(got[name], level, rtol=1e-4, atol=1e-4 * float(level.abs().max()))
         assert torch.equal(fused[name], before[name])
+    assert folded.rpn is not model.rpn and tail.rpn is model.rpn  # fused in a copy of the RPN
+    for key, value in unfused_detections[0].items():
+        assert torch.equal(fused_detections[0][key], value)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

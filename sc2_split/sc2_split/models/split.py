@@ -6,6 +6,7 @@ quantizes it on the robot, and the tail applies the model's own quantization aga
 already quantized latent unchanged. Boxes come back in the pixels of the image the head received.
 """
 
+import copy
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from torchvision.models.detection.image_list import ImageList
 from sc2_split.geometry import ImageGeometry
 from sc2_split.models import batched_heads
 from sc2_split.models.conv_relu import fuse_conv_relus
+from sc2_split.models.gdn import fix_gdns
+from sc2_split.models.top_down import TopDownFPN
 
 BOTTLENECK = "bottleneck_layer"
 
@@ -102,8 +105,29 @@ class Tail(nn.Module):
 
     def fuse_conv_relus(self) -> int:
         """After fold_batch_norms, each stage's convolution + bias (+ residual) + ReLU as one cuDNN
-        kernel on a CUDA device (models/conv_relu.py). Returns the number fused."""
-        return sum(fuse_conv_relus(s) for s in self.stages.values() if isinstance(s, torch.fx.GraphModule))
+        kernel on a CUDA device (models/conv_relu.py), and the RPN head's, on a copy of the RPN.
+        Returns the number fused."""
+        fused = sum(fuse_conv_relus(s) for s in self.stages.values() if isinstance(s, torch.fx.GraphModule))
+        rpn = copy.deepcopy(self.rpn)
+        conv = torch.fx.symbolic_trace(rpn.head.conv)
+        in_rpn = fuse_conv_relus(conv)
+        if in_rpn:
+            rpn.head.conv, self.rpn = conv, rpn
+        return fused + in_rpn
+
+    def fix_gdns(self) -> int:
+        """The decoder's GDN layers with fixed parameters and each normaliser one cuDNN kernel on a
+        CUDA device (models/gdn.py), in a copy of the decoder. Returns the number of layers."""
+        decoder = copy.deepcopy(self.decoder)
+        fixed = fix_gdns(decoder)
+        if fixed:
+            self.decoder = decoder
+        return fixed
+
+    def fuse_top_down(self) -> None:
+        """The FPN's top-down sums as single passes in the features' dtype on a CUDA device
+        (models/top_down.py)."""
+        self.fpn = TopDownFPN(self.fpn)
 
     def decoder_input(self, latent: Tensor) -> Tensor:
         """The model's own quantization (round around the prior's medians) for an entropic student."""
