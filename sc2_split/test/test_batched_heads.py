@@ -146,7 +146,7 @@ def test_the_cuda_kernel_keeps_what_nms_keeps_in_each_group() -> None:
 
 # The ROI align kernel (models/roi_align_cuda.py) under the simulator, against torchvision's
 # roi_align on the same values: boxes partly outside the maps and empty ones, two levels in which each
-# launch pools only its own boxes, a fixed and an adaptive sampling grid, more channels than threads.
+# launch pools only its own boxes, two sampling grids, more channels than threads.
 SIMULATED_ROI_ALIGN = """
 import numpy as np, torch
 from sc2_split.models import roi_align_cuda
@@ -161,7 +161,7 @@ rois = np.concatenate([rng.integers(0, images, (boxes, 1)), corners, corners + s
 levels = rng.integers(0, len(shapes), boxes)
 assert set(levels) == {0, 1}
 for dtype, atol in ((np.float16, 2e-3), (np.float32, 1e-5)):
-    for ratio in (2, 0):
+    for ratio in (2, 1):
         out = np.full((boxes, *size, channels), np.nan, dtype)
         for level, (m, scale) in enumerate(zip(maps, scales)):
             nhwc = np.ascontiguousarray(m.transpose(0, 2, 3, 1)).astype(dtype)
@@ -173,6 +173,9 @@ for dtype, atol in ((np.float16, 2e-3), (np.float32, 1e-5)):
             got = out[index].transpose(0, 3, 1, 2).astype(np.float32)
             np.testing.assert_allclose(got, want, rtol=1e-3, atol=atol, err_msg=f"{dtype} {ratio} {level}")
         assert np.abs(out.astype(np.float32)).max() > 0.5  # the maps are sampled, not zeros
+# torchvision's adaptive grid (ratio 0) and grids past the shared table stay torchvision's.
+assert roi_align_cuda.supports((7, 7), 2) and not roi_align_cuda.supports((7, 7), 0)
+assert not roi_align_cuda.supports((7, 7), 5)
 print("kernel ok")
 """
 

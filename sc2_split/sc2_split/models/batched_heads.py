@@ -120,9 +120,14 @@ def _nms_cuda() -> ModuleType | None:
     return _kernels("nms_cuda", "NMS runs as dense matrices")
 
 
+def _pooling_kernel(pool: MultiScaleRoIAlign, device: torch.device) -> ModuleType | None:
+    """models/roi_align_cuda.py where it compiles and pools `pool`'s bins, else None (torchvision's)."""
+    kernel = _roi_align_cuda(device)
+    return kernel if kernel is not None and kernel.supports(pool.output_size, pool.sampling_ratio) else None
+
+
 @cache
 def _roi_align_cuda(device: torch.device) -> ModuleType | None:
-    """models/roi_align_cuda.py on a CUDA device where it compiles, else None (torchvision's roi_align)."""
     otherwise = "ROI align runs as torchvision's, on float32 copies of the levels"
     kernel = _kernels("roi_align_cuda", otherwise) if device.type == "cuda" else None
     try:
@@ -303,7 +308,7 @@ def pooling_input(
     roi_align copied once to NCHW float32, which it reads, instead of autocast's cast to float32 and
     then roi_align's own transposing copy), and each proposal's level, as its mapper assigns them."""
     maps = [level for name, level in features.items() if name in pool.featmap_names]
-    if _roi_align_cuda(maps[0].device) is None:
+    if _pooling_kernel(pool, maps[0].device) is None:
         maps = [level.to(torch.float32, memory_format=torch.contiguous_format) for level in maps]
     if pool.scales is None or pool.map_levels is None:  # as MultiScaleRoIAlign.forward, once
         pool.scales, pool.map_levels = _setup_scales(
@@ -321,7 +326,7 @@ def pool_into(pool: MultiScaleRoIAlign, given: PoolingInput, out: Tensor) -> Ten
     from the data, the number of boxes of each level, except on the CUDA kernel, which takes every box
     in each level's launch."""
     assert pool.scales is not None  # set by pooling_input
-    kernel = _roi_align_cuda(out.device)
+    kernel = _pooling_kernel(pool, out.device)
     if kernel is not None:
         return kernel.pool(given.maps, pool.scales, given.rois, given.levels, pool.sampling_ratio, out)
     out.zero_()
@@ -336,7 +341,7 @@ def pooled_buffer(pool: MultiScaleRoIAlign, given: PoolingInput) -> Tensor:
     """An (N, C, h, w) tensor for pool_into in the levels' dtype: channels-last for the CUDA kernel,
     which writes each box's values side by side."""
     level = given.maps[0]
-    if _roi_align_cuda(level.device) is None:
+    if _pooling_kernel(pool, level.device) is None:
         return level.new_empty((len(given.rois), level.shape[1], *pool.output_size))
     return level.new_empty((len(given.rois), *pool.output_size, level.shape[1])).permute(0, 3, 1, 2)
 

@@ -2,15 +2,17 @@
 
 torchvision's roi_align reads NCHW, and autocast runs it in float32, so the batched heads copied each
 pooled level to NCHW float32 first (1.6 GB at a ResNet-50's batch of 32), and its threads, one an
-output value, read the four corners of a sample from four places per channel: 13 of a ResNet-50
-tail's 64 ms of kernel time per batch of 32 (H200). Here the levels stay as the FPN wrote them
-(NHWC, float16 under autocast): a block's threads read each corner's channels side by side, sum
-the samples in float32, and write the box's (h, w, C) values once, rounded to the features' dtype.
-A launch covers every box and pools those of its level; the others' blocks return at once, so no
-box list is gathered on the host and a CUDA graph can capture it.
+output value, each place their samples and read each corner's channel from its own place: 13 of a
+ResNet-50 tail's 64 ms of kernel time per batch of 32 (H200). Here the levels stay as the FPN wrote
+them (NHWC, float16 under autocast). A block first places its box's samples (their corners and
+weights, in shared memory), then its threads read each corner's channels side by side, sum them in
+float32, and write the box's (h, w, C) values once, rounded to the features' dtype. A launch covers
+every box and pools those of its level; the others' blocks return at once, so no box list is
+gathered on the host and a CUDA graph can capture it.
 
 The arithmetic is torchvision's CUDA kernel's (aligned=False, as MultiScaleRoIAlign calls it), in
-float32. Imported only on a CUDA tail (batched_heads): it needs numba-cuda, and torch for `pool`.
+float32, for a fixed sampling grid. Imported only on a CUDA tail (batched_heads): it needs
+numba-cuda, and torch for `pool`.
 """
 
 import math
@@ -24,16 +26,21 @@ from torch import Tensor
 from sc2_split.models.numba_streams import current_stream, device_array
 
 MAX_THREADS = 256
+# A box's samples (bins x the sampling grid), whose corners and weights a block holds in shared memory:
+# 196 for Faster R-CNN's 7 x 7 bins of 2 x 2 samples.
+MAX_SAMPLES = 1024
 
 # numba's device arrays, or host arrays under numba's CUDA simulator.
 CudaArray = Any
 
 
 @cuda.jit(device=True)
-def _bilinear(features, b, c, height, width, y, x):
-    """torchvision's bilinear_interpolate at (y, x) of image b's channel c, in float32."""
+def _corners(height, width, y, x, corners, weights, s):
+    """torchvision's bilinear_interpolate at (y, x), as sample s's four corners (y_low, x_low, y_high,
+    x_high; y_low = -1 for a sample outside the map, which adds nothing) and their weights."""
     if y < float32(-1.0) or y > height or x < float32(-1.0) or x > width:
-        return float32(0.0)
+        corners[s, 0] = -1
+        return
     y = max(y, float32(0.0))
     x = max(x, float32(0.0))
     y_low, x_low = int32(y), int32(x)
@@ -49,43 +56,58 @@ def _bilinear(features, b, c, height, width, y, x):
         x_high = x_low + 1
     ly, lx = y - float32(y_low), x - float32(x_low)
     hy, hx = float32(1.0) - ly, float32(1.0) - lx
-    v1 = float32(features[b, y_low, x_low, c])
-    v2 = float32(features[b, y_low, x_high, c])
-    v3 = float32(features[b, y_high, x_low, c])
-    v4 = float32(features[b, y_high, x_high, c])
-    return hy * hx * v1 + hy * lx * v2 + ly * hx * v3 + ly * lx * v4
+    corners[s, 0], corners[s, 1], corners[s, 2], corners[s, 3] = y_low, x_low, y_high, x_high
+    weights[s, 0], weights[s, 1], weights[s, 2], weights[s, 3] = hy * hx, hy * lx, ly * hx, ly * lx
 
 
 @cuda.jit
-def _kernel(features, rois, levels, level, scale, sampling_ratio, out):
+def _kernel(features, rois, levels, level, scale, grid, out):
     """Box blockIdx.x, if levels[box] == level: out[box] (h, w, C) from features (B, H, W, C), its
-    row of rois an (image, x1, y1, x2, y2) float32 row in the image's pixels."""
-    n = cuda.blockIdx.x
-    if levels[n] != level:
+    row of rois an (image, x1, y1, x2, y2) float32 row in the image's pixels, with grid x grid samples
+    a bin. The block's threads first place the box's samples, then pool a channel each."""
+    corners = cuda.shared.array((MAX_SAMPLES, 4), int32)
+    weights = cuda.shared.array((MAX_SAMPLES, 4), float32)
+    n, t, step = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
+    if levels[n] != level:  # uniform across the block
         return
     height, width, channels = features.shape[1], features.shape[2], features.shape[3]
-    bins_h, bins_w = out.shape[1], out.shape[2]
+    bins_w = out.shape[2]
+    bins, per_bin = out.shape[1] * bins_w, grid * grid
     b = int32(rois[n, 0])
     start_w, start_h = rois[n, 1] * scale, rois[n, 2] * scale
     roi_w = max(rois[n, 3] * scale - start_w, float32(1.0))
     roi_h = max(rois[n, 4] * scale - start_h, float32(1.0))
-    bin_h, bin_w = roi_h / float32(bins_h), roi_w / float32(bins_w)
-    grid_h = sampling_ratio if sampling_ratio > 0 else int32(math.ceil(roi_h / float32(bins_h)))
-    grid_w = sampling_ratio if sampling_ratio > 0 else int32(math.ceil(roi_w / float32(bins_w)))
-    count = float32(max(grid_h * grid_w, 1))
-    half, rows, columns = float32(0.5), float32(grid_h), float32(grid_w)
-    for c in range(cuda.threadIdx.x, channels, cuda.blockDim.x):
-        for ph in range(bins_h):
-            top = start_h + float32(ph) * bin_h
-            for pw in range(bins_w):
-                left = start_w + float32(pw) * bin_w
-                total = float32(0.0)
-                for iy in range(grid_h):
-                    y = top + (float32(iy) + half) * bin_h / rows  # torchvision's order of operations
-                    for ix in range(grid_w):
-                        x = left + (float32(ix) + half) * bin_w / columns
-                        total += _bilinear(features, b, c, height, width, y, x)
-                out[n, ph, pw, c] = total / count
+    bin_h, bin_w = roi_h / float32(out.shape[1]), roi_w / float32(bins_w)
+    half, steps = float32(0.5), float32(grid)
+    for s in range(t, bins * per_bin, step):
+        ph, pw = (s // per_bin) // bins_w, (s // per_bin) % bins_w
+        iy, ix = (s % per_bin) // grid, (s % per_bin) % grid
+        # torchvision's order of operations
+        y = start_h + float32(ph) * bin_h + (float32(iy) + half) * bin_h / steps
+        x = start_w + float32(pw) * bin_w + (float32(ix) + half) * bin_w / steps
+        _corners(height, width, y, x, corners, weights, s)
+    cuda.syncthreads()
+    count = float32(max(per_bin, 1))
+    for c in range(t, channels, step):
+        for i in range(bins):
+            total = float32(0.0)
+            for s in range(i * per_bin, (i + 1) * per_bin):
+                y_low = corners[s, 0]
+                if y_low >= 0:
+                    x_low, y_high, x_high = corners[s, 1], corners[s, 2], corners[s, 3]
+                    total += (
+                        weights[s, 0] * float32(features[b, y_low, x_low, c])
+                        + weights[s, 1] * float32(features[b, y_low, x_high, c])
+                        + weights[s, 2] * float32(features[b, y_high, x_low, c])
+                        + weights[s, 3] * float32(features[b, y_high, x_high, c])
+                    )
+            out[n, i // bins_w, i % bins_w, c] = total / count
+
+
+def supports(output_size: tuple[int, int], sampling_ratio: int) -> bool:
+    """Whether the kernel pools these bins: a fixed sampling grid (not torchvision's adaptive one,
+    sampling_ratio <= 0, whose size varies by box) of at most MAX_SAMPLES samples a box."""
+    return sampling_ratio > 0 and output_size[0] * output_size[1] * sampling_ratio**2 <= MAX_SAMPLES
 
 
 def launch(
@@ -100,8 +122,13 @@ def launch(
     threads: int = 0,
 ) -> None:
     """Pools into `out` ((N, h, w, C), the features' dtype) each box whose entry of `levels` is
-    `level`, from (B, H, W, C) `features` at `scale` of the image's pixels; (N, 5) float32 `rois`.
-    `threads` a block: by default a warp's multiple that covers the channels, up to MAX_THREADS."""
+    `level`, from (B, H, W, C) `features` at `scale` of the image's pixels; (N, 5) float32 `rois`;
+    `sampling_ratio` as `supports` takes it. `threads` a block: by default a warp's multiple that
+    covers the channels, up to MAX_THREADS."""
+    if not supports(out.shape[1:3], sampling_ratio):
+        raise ValueError(
+            f"{sampling_ratio} samples a side for {out.shape[1:3]} bins: more than {MAX_SAMPLES}"
+        )
     threads = threads or min(MAX_THREADS, 32 * math.ceil(features.shape[3] / 32))
     _kernel[len(rois), threads, stream](
         features, rois, levels, np.int64(level), np.float32(scale), np.int32(sampling_ratio), out
