@@ -4,7 +4,8 @@
 # by a standalone tritonserver (8 instances, a process each) and by tail_server (PyTriton, 2 instances
 # in one process); then the ResNet-50 (random weights) in the time left, under tritonserver. MODELS
 # (demo, resnet50) picks; ROBOTS, SERVE and IN_PROCESS override the demo's robots, servers and in-process robots,
-# RESNET_ROBOTS, RESNET_IN_PROCESS and RESNET_SERVE the ResNet-50's robots and servers.
+# RESNET_ROBOTS, RESNET_IN_PROCESS and RESNET_SERVE the ResNet-50's robots and servers; FLEET_SECONDS and
+# FLEET_WARMUP each row's measured and warm-up seconds (default 2 and 1).
 # JSON per model, a markdown table and the machine's facts under $OUT.
 #
 # From the root of a copy of this tree, on a machine with Python 3.12 and torch but no serving stack:
@@ -75,7 +76,7 @@ else
     robots=(${ROBOTS-1 4 16 32 72}) in_process=(${IN_PROCESS-1 4 16 32})
     resnet_robots=(${RESNET_ROBOTS-1 4 16 32}) resnet_in_process=(${RESNET_IN_PROCESS-1 4 16})
     serve=(${SERVE:---serve tritonserver:8 --serve tail_server:2}) resnet_serve=(${RESNET_SERVE:---serve tritonserver:4})
-    seconds=2 warmup=1 workers=0 request_timeout=1.5
+    seconds=${FLEET_SECONDS:-2} warmup=${FLEET_WARMUP:-1} workers=0 request_timeout=1.5
 fi
 
 # One model's rows, stopped where the time left runs out (the JSON holds the rows done).
