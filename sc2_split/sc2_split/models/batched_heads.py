@@ -128,6 +128,7 @@ def _pooling_kernel(pool: MultiScaleRoIAlign, device: torch.device) -> ModuleTyp
 
 @cache
 def _roi_align_cuda(device: torch.device) -> ModuleType | None:
+    """The kernel's module on a CUDA device, once it has pooled a box there (once per device)."""
     otherwise = "ROI align runs as torchvision's, on float32 copies of the levels"
     kernel = _kernels("roi_align_cuda", otherwise) if device.type == "cuda" else None
     try:
