@@ -129,15 +129,18 @@ def _pooling_kernel(pool: MultiScaleRoIAlign, device: torch.device) -> ModuleTyp
 @cache
 def _roi_align_cuda(device: torch.device) -> ModuleType | None:
     """The kernel's module on a CUDA device, once it has pooled a box there (once per device)."""
+    if device.type != "cuda":
+        return None
     otherwise = "ROI align runs as torchvision's, on float32 copies of the levels"
-    kernel = _kernels("roi_align_cuda", otherwise) if device.type == "cuda" else None
+    kernel = _kernels("roi_align_cuda", otherwise)
+    if kernel is None:
+        return None
     try:
-        if kernel is not None:
-            kernel.compiles(device)
-            return kernel
+        kernel.compiles(device)
     except Exception as err:  # a numba-cuda that cannot compile it for this GPU (float16, say)
         warnings.warn(f"{otherwise}, the CUDA kernel does not compile: {err}", stacklevel=2)
-    return None
+        return None
+    return kernel
 
 
 def graphable(device: torch.device) -> bool:
