@@ -5,7 +5,8 @@
 # in one process); then the ResNet-50 (random weights) in the time left, under tritonserver. MODELS
 # (demo, resnet50) picks; ROBOTS, SERVE and IN_PROCESS override the demo's robots, servers and in-process robots,
 # RESNET_ROBOTS, RESNET_IN_PROCESS and RESNET_SERVE the ResNet-50's robots and servers; FLEET_SECONDS and
-# FLEET_WARMUP each row's measured and warm-up seconds (default 2 and 1).
+# FLEET_WARMUP each row's measured and warm-up seconds (default 2 and 1); FLEET_ARGS further arguments of
+# the benchmark for every model (e.g. "--preferred-batch 8 16 32").
 # JSON per model, a markdown table and the machine's facts under $OUT.
 #
 # From the root of a copy of this tree, on a machine with Python 3.12 and torch but no serving stack:
@@ -85,7 +86,7 @@ fleet() { # NAME TIMEOUT_S ARGS...
     shift 2
     echo "== $name ($(date -u +%T), at most ${limit} s)"
     timeout -s INT -k 20 "$limit" "$py" -m sc2_split.benchmarks.fleet "$@" --warmup "$warmup" --seconds "$seconds" \
-        --decode-workers "$workers" --timeout "$request_timeout" --machine "$machine" \
+        --decode-workers "$workers" --timeout "$request_timeout" --machine "$machine" ${FLEET_ARGS:-} \
         --json "$OUT/fleet_$name.json" 2>&1 | grep --line-buffered -v -E "Warning|warnings.warn" | tee "$OUT/fleet_$name.log"
 }
 left() { echo $((budget - SECONDS)); }

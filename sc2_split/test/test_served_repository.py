@@ -31,12 +31,13 @@ def test_a_written_repository_serves_the_in_process_tails_detections_under_trito
     repository = tmp_path / "models"
     camera = f"{msg.image_width}x{msg.image_height}"  # each instance warms up for it, batches 1 to 4
     written = ["--write-repository", str(repository), "--model", f"{config}:{checkpoint}"]
-    assert tail_server([*written, "--max-batch", "4", "--warm-up", camera]) == 0
+    # Preferred batch sizes too: tritonserver refuses a model whose config it cannot parse.
+    batching = ["--max-batch", "4", "--preferred-batch", "2", "4"]
+    assert tail_server([*written, *batching, "--warm-up", camera]) == 0
     name = triton_model_name(HeadMetadata.load(exported_head["metadata_file_path"]).model_id)
-    assert (
-        f'key: "warm_up" value: {{ string_value: "{camera}" }}'
-        in (repository / name / "config.pbtxt").read_text()
-    )
+    text = (repository / name / "config.pbtxt").read_text()
+    assert f'key: "warm_up" value: {{ string_value: "{camera}" }}' in text
+    assert "preferred_batch_size: [ 2, 4 ]" in text
 
     ports = ServerPorts.free()
     command, env = wheel_tritonserver_command(repository, ports, tmp_path / "triton", os.environ)

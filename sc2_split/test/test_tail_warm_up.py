@@ -1,6 +1,7 @@
 """A served tail warms up before its first robot: every batch size it pads to runs once for the
 camera's size (on CUDA each one's graph is captured then, not while robots wait), a size the model
-cannot take is refused, and `tail_server --warm-up` reads WIDTHxHEIGHT. The CUDA case runs where
+cannot take is refused, `tail_server --warm-up` reads WIDTHxHEIGHT, and the batcher's preferred
+sizes by default are those a CUDA tail runs unpadded. The CUDA case runs where
 CUDA is (the GPU machine)."""
 
 import argparse
@@ -8,7 +9,7 @@ import argparse
 import pytest
 import torch
 from sc2_split.codecs.payload import PayloadError
-from sc2_split.serving.server import frame_size
+from sc2_split.serving.server import frame_size, unpadded_sizes
 from sc2_split.tail import TailPipeline
 
 DEVICES = [
@@ -34,3 +35,13 @@ def test_warm_up_sizes_are_width_by_height() -> None:
     for text in ("640", "640x", "x480", "-1x480", "640x480x3", "axb"):
         with pytest.raises(argparse.ArgumentTypeError):
             frame_size(text)
+
+
+def test_the_default_preferred_sizes_are_the_unpadded_ones_from_8() -> None:
+    if torch.cuda.is_available():  # what warm-up captures is what the batcher then forms
+        tail = TailPipeline.from_config("demo_fp", "demo_fp_beta4.5_stage2", device="cuda")
+        tail.warm_up(640, 480, 32)
+        captured = sorted(shape[0][0] for shape in tail._features._graphs)
+        assert list(unpadded_sizes(["cuda"], 32)) == [size for size in captured if size >= 8] == [8, 16, 32]
+    assert unpadded_sizes(["cuda:1"], 24) == (8, 16)  # 17 to 24 frames run as 32: no size of its own
+    assert unpadded_sizes(["cpu"], 32) == ()  # a CPU tail pads nothing

@@ -12,7 +12,9 @@ frames at their camera's rate; a served robot sends through the tail node's own 
 Per row: aggregate frames/s answered, per-robot request latency p50/p99 (send to detections, the
 worst robot's), frames dropped or lost, GPU memory in use on the device and edge CPU (cores busy in
 the tail processes, or in the server's process tree and, apart, in the robots' clients, which a tail
-node in client mode runs on the edge). `--table FILE...` prints the rows of JSON files as markdown,
+node in client mode runs on the edge); for a served row also what the server did, from Triton's
+own statistics (batches by size, a frame's queueing, a batch's execution) and the GPU's utilization.
+`--table FILE...` prints the rows of JSON files as markdown,
 with what each added robot costs in GPU memory and edge CPU.
 """
 
@@ -203,14 +205,64 @@ def in_process_robot(
 
 def gpu_memory_mib() -> float:
     """Memory in use on GPU 0, all processes (nvidia-smi); NaN without one."""
+    return _gpu_query("memory.used")
+
+
+def gpu_busy_percent() -> float:
+    """GPU 0's utilization (nvidia-smi: the share of the last sample period a kernel ran); NaN
+    without one. Below 100 while robots wait, the server is not keeping its GPU busy."""
+    return _gpu_query("utilization.gpu")
+
+
+def _gpu_query(field: str) -> float:
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+            ["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader,nounits", "-i", "0"],
             capture_output=True, text=True, timeout=10, check=True,
         )  # fmt: skip
         return float(out.stdout.strip())
     except (OSError, subprocess.SubprocessError, ValueError):
         return float("nan")
+
+
+def server_counters(url: str, model: str) -> Counter[str]:
+    """Triton's own cumulative counters of `model`: frames answered, their queueing nanoseconds, and
+    per batch size the executions and their nanoseconds (`execute_ns/8`, `batches/8`)."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        stats = client.get_inference_statistics(model, as_json=True).get("model_stats", [])
+    finally:
+        client.close()
+    counts: Counter[str] = Counter()
+    for version in stats:  # protobuf's JSON: int64 as strings, zeros left out
+        inference = version.get("inference_stats", {})
+        counts["frames"] += int(inference.get("success", {}).get("count", 0))
+        counts["queue_ns"] += int(inference.get("queue", {}).get("ns", 0))
+        for entry in version.get("batch_stats", []):
+            size, infer = int(entry["batch_size"]), entry.get("compute_infer", {})
+            counts[f"batches/{size}"] += int(infer.get("count", 0))
+            counts[f"execute_ns/{size}"] += int(infer.get("ns", 0))
+    return counts
+
+
+def server_window(before: Counter[str], after: Counter[str]) -> dict:
+    """What the server did between two readings of `server_counters`: batches run, their mean size,
+    a frame's mean wait in Triton's queue, and a batch's mean execution (the backend's whole work:
+    parsing, decoding, the network, outputs)."""
+    delta = after - before
+    sizes = {int(k.partition("/")[2]): n for k, n in delta.items() if k.startswith("batches/")}
+    batches = sum(sizes.values())
+    frames = sum(size * n for size, n in sizes.items())
+    execute_ns = sum(n for k, n in delta.items() if k.startswith("execute_ns/"))
+    return {
+        "batches": batches,
+        "mean_batch": frames / batches if batches else float("nan"),
+        "batch_sizes": dict(sorted(sizes.items())),
+        "queue_ms": delta["queue_ns"] / delta["frames"] / 1e6 if delta["frames"] else float("nan"),
+        "execute_ms_per_batch": execute_ns / batches / 1e6 if batches else float("nan"),
+    }
 
 
 def cpu_seconds(processes: list[psutil.Process]) -> float:
@@ -297,6 +349,7 @@ def run_in_process(
 def run_served(
     mode: str,
     url: str,
+    model: str,
     server: psutil.Process,
     frames: Path,
     robots: int,
@@ -314,15 +367,16 @@ def run_served(
     start_at = start_together(procs, ready, starts)
     clients = [psutil.Process(p.pid) for p in procs]
     time.sleep(max(0.0, start_at + warmup - time.time()))
-    cpu0, client0 = cpu_seconds([server]), cpu_seconds(clients)
+    cpu0, client0, counters0 = cpu_seconds([server]), cpu_seconds(clients), server_counters(url, model)
     time.sleep(seconds * 0.8)
-    gpu = gpu_memory_mib()
+    gpu, busy = gpu_memory_mib(), gpu_busy_percent()
     time.sleep(max(0.0, start_at + warmup + seconds - time.time()))
-    cpu1, client1 = cpu_seconds([server]), cpu_seconds(clients)
+    cpu1, client1, counters1 = cpu_seconds([server]), cpu_seconds(clients), server_counters(url, model)
     reports = [queue.get(timeout=600) for _ in procs]
     for p in procs:
         p.join(timeout=60)
-    return summarize(mode, robots, reports, seconds, cpu1 - cpu0, gpu, client1 - client0)
+    row = summarize(mode, robots, reports, seconds, cpu1 - cpu0, gpu, client1 - client0)
+    return row | {"gpu_busy_percent": busy, "server": server_window(counters0, counters1)}
 
 
 @contextmanager
@@ -330,13 +384,16 @@ def started(serving: Serving, args: argparse.Namespace, spec: str, out: Path, na
     """(server process, ports) of `serving`, each batch size warmed up for the recorded frames' size,
     until the block ends."""
     from sc2_split.serving.process import ServerPorts, server_process, tail_server_process
-    from sc2_split.serving.server import Batching, ServedModel
+    from sc2_split.serving.server import Batching, ServedModel, unpadded_sizes
 
     ports, devices = ServerPorts.free(), [args.device] * serving.instances
+    given = args.preferred_batch
+    preferred = unpadded_sizes(devices, args.max_batch) if given is None else given
     log = out / f"{serving.server}-{serving.instances}.log"
     if serving.server == "tail_server":
         server_args = ["--model", spec, "--precision", args.precision, "--max-batch", str(args.max_batch)]
         server_args += ["--queue-delay-us", str(args.queue_delay_us)]
+        server_args += ["--preferred-batch", *map(str, preferred)]
         server_args += ["--decode-workers", str(args.decode_workers)]
         server_args += [a for d in devices for a in ("--device", d)]
         # Every batch size's CUDA graph captured before the first robot: not within a row's seconds.
@@ -348,7 +405,7 @@ def started(serving: Serving, args: argparse.Namespace, spec: str, out: Path, na
     from sc2_split.serving.repository import write_repository
 
     repository = out / f"repository-{serving.instances}"
-    batching = Batching(args.max_batch, args.queue_delay_us)
+    batching = Batching(args.max_batch, args.queue_delay_us, preferred=tuple(preferred))
     write_repository(
         repository, [ServedModel.parse(spec)], devices, batching, args.decode_workers, args.precision,
         [(WIDTH, HEIGHT)],
@@ -411,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode-workers", type=int, default=0)
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--queue-delay-us", type=int, default=5000)
+    parser.add_argument(
+        "--preferred-batch", type=int, nargs="*", metavar="N", help="default: as tail_server's"
+    )
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=2.0, help="served robots' request timeout, s")
     parser.add_argument("--seconds", type=float, default=6.0)
@@ -454,6 +514,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['gpu_memory_mib']:.0f} MiB",
             flush=True,
         )
+        if "server" in row:
+            served = row["server"]
+            print(
+                f"{'':>14} server: {served['batches']} batches of {served['mean_batch']:.1f} frames "
+                f"{served['batch_sizes']}, queue {served['queue_ms']:.1f} ms a frame, execute "
+                f"{served['execute_ms_per_batch']:.1f} ms a batch, GPU busy {row['gpu_busy_percent']:.0f}%",
+                flush=True,
+            )
         if args.json:
             args.json.write_text(json.dumps(result, indent=1))
 
@@ -472,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
                 for robots in sorted(set(args.robots) | left_in_process):
                     if robots in args.robots:
                         row = run_served(
-                            serving.mode, ports.url, psutil.Process(server.pid), frames, robots,
+                            serving.mode, ports.url, served_name, psutil.Process(server.pid), frames, robots,
                             args.warmup, args.seconds, args.timeout,
                         )  # fmt: skip
                         emit(row)

@@ -103,10 +103,12 @@ def model_config_text(
         else f"  {{ count: {n} kind: KIND_GPU gpus: [ {_gpu(d)} ] }}"
         for d, n in counts.items()
     ]
+    preferred = ", ".join(str(n) for n in batching.preferred)
+    preferred = f"  preferred_batch_size: [ {preferred} ]\n" if preferred else ""
     params = ",\n".join(f'  {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in parameters.items())
     return (
         f'name: "{name}"\nbackend: "python"\nmax_batch_size: {batching.max_batch}\n'
-        f"dynamic_batching {{\n  max_queue_delay_microseconds: {batching.queue_delay_us}\n"
+        f"dynamic_batching {{\n  max_queue_delay_microseconds: {batching.queue_delay_us}\n{preferred}"
         f"  default_queue_policy {{ timeout_action: REJECT allow_timeout_override: true "
         f"max_queue_size: {batching.max_queue} }}\n}}\n"
         + tensors("input", INPUT_TENSORS)

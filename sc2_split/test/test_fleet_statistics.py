@@ -1,0 +1,31 @@
+"""The fleet benchmark's reading of Triton's statistics: what the server did between two readings."""
+
+from collections import Counter
+
+from sc2_split.benchmarks.fleet import server_window
+
+
+def test_the_window_is_the_difference_of_two_readings() -> None:
+    before = Counter({"frames": 10, "queue_ns": 10_000_000, "batches/8": 1, "execute_ns/8": 5_000_000})
+    after = Counter(
+        {
+            "frames": 50,
+            "queue_ns": 90_000_000,
+            "batches/8": 2,
+            "execute_ns/8": 10_000_000,
+            "batches/16": 2,
+            "execute_ns/16": 30_000_000,
+        }
+    )
+    window = server_window(before, after)
+    assert window["batches"] == 3 and window["batch_sizes"] == {8: 1, 16: 2}
+    assert window["mean_batch"] == 40 / 3
+    assert window["queue_ms"] == 2.0  # 80 ms over the window's 40 frames
+    assert window["execute_ms_per_batch"] == 35 / 3
+
+
+def test_a_window_without_batches_says_so() -> None:
+    window = server_window(Counter(), Counter())
+    assert window["batches"] == 0 and window["batch_sizes"] == {}
+    assert window["mean_batch"] != window["mean_batch"]  # NaN
+    assert window["queue_ms"] != window["queue_ms"]
