@@ -9,7 +9,7 @@ What torchvision drops (small boxes, low scores, suppressed boxes) is masked ins
 shape follows from the batch's and the model's: the proposals and the detections can each be
 captured in a CUDA graph (models/cuda_graph.py's GraphedHeads), with only the ROI pooling between
 them run eagerly: torchvision's roi_align pools each level's boxes, whose counts vary. On a CUDA
-device the pooling is models/roi_align_cuda.py's kernel, which reads the levels as the FPN wrote them.
+device the pooling is models/roi_align_triton.py's kernel, which reads the levels as the FPN wrote them.
 
 Each frame's decisions depend on that frame alone: ties in score break by the candidate's position in
 its own image, never by another frame's. Its numbers do not quite: cuDNN and cuBLAS pick kernels by
@@ -106,11 +106,11 @@ def kept_in_groups(boxes: Tensor, counts: Tensor, iou_threshold: float) -> Tenso
 
 @cache
 def _kernels(module: str, otherwise: str) -> ModuleType | None:
-    """sc2_split.models.`module` (numba-cuda kernels), or None, with a warning that says what runs
-    `otherwise`, where numba-cuda cannot compile for this GPU."""
+    """sc2_split.models.`module` (numba-cuda or Triton kernels), or None, with a warning that says
+    what runs `otherwise`, where the module does not import (its compiler is missing)."""
     try:
         return importlib.import_module(f"sc2_split.models.{module}")
-    except Exception as err:  # no numba-cuda, or none that works with this driver
+    except Exception as err:  # no numba-cuda or Triton, or none that works with this driver
         warnings.warn(f"{otherwise}, the CUDA kernel is unavailable: {err}", stacklevel=2)
         return None
 
@@ -121,23 +121,23 @@ def _nms_cuda() -> ModuleType | None:
 
 
 def _pooling_kernel(pool: MultiScaleRoIAlign, device: torch.device) -> ModuleType | None:
-    """models/roi_align_cuda.py where it compiles and pools `pool`'s bins, else None (torchvision's)."""
-    kernel = _roi_align_cuda(device)
+    """models/roi_align_triton.py where it compiles and pools `pool`'s bins, else None (torchvision's)."""
+    kernel = _roi_align_kernel(device)
     return kernel if kernel is not None and kernel.supports(pool.output_size, pool.sampling_ratio) else None
 
 
 @cache
-def _roi_align_cuda(device: torch.device) -> ModuleType | None:
+def _roi_align_kernel(device: torch.device) -> ModuleType | None:
     """The kernel's module on a CUDA device, once it has pooled a box there (once per device)."""
     if device.type != "cuda":
         return None
     otherwise = "ROI align runs as torchvision's, on float32 copies of the levels"
-    kernel = _kernels("roi_align_cuda", otherwise)
+    kernel = _kernels("roi_align_triton", otherwise)
     if kernel is None:
         return None
     try:
         kernel.compiles(device)
-    except Exception as err:  # a numba-cuda that cannot compile it for this GPU (float16, say)
+    except Exception as err:  # a Triton that cannot compile it for this GPU
         warnings.warn(f"{otherwise}, the CUDA kernel does not compile: {err}", stacklevel=2)
         return None
     return kernel
