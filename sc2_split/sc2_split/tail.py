@@ -73,6 +73,7 @@ class TailPipeline:
             self.tail.fold_batch_norms()
             self.tail.fuse_conv_relus()
             self.tail.fuse_top_down()
+            self.tail.add_biases_by_kernel()
             self.tail.fix_gdns()
         # cuDNN's tensor-core convolutions take NHWC: in NCHW each one transposes its input and output.
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format

@@ -115,6 +115,28 @@ class Tail(nn.Module):
             rpn.head.conv, self.rpn = conv, rpn
         return fused + in_rpn
 
+    def add_biases_by_kernel(self) -> int:
+        """After fuse_conv_relus, the stages' and the FPN outputs' remaining convolution biases added
+        by a vectorised kernel on a CUDA device (models/conv_bias.py), in a copy of the FPN. The FPN's
+        lateral convolutions stay: top_down adds their biases at the coarser level's size. Returns the
+        number of convolutions: 0 without Triton."""
+        try:
+            from sc2_split.models.conv_bias import add_biases_by_kernel
+        except ImportError as err:  # a torch without Triton: torch adds the biases
+            warnings.warn(
+                f"convolution biases are added by torch, Triton is unavailable: {err}", stacklevel=2
+            )
+            return 0
+        stages = [s for s in self.stages.values() if isinstance(s, torch.fx.GraphModule)]
+        count = sum(add_biases_by_kernel(stage) for stage in stages)
+        fpn = copy.deepcopy(self.fpn)
+        in_fpn = add_biases_by_kernel(
+            fpn.fpn.layer_blocks if isinstance(fpn, TopDownFPN) else fpn.layer_blocks
+        )
+        if in_fpn:
+            self.fpn = fpn
+        return count + in_fpn
+
     def fix_gdns(self) -> int:
         """The decoder's GDN layers with fixed parameters and each normaliser one cuDNN kernel on a
         CUDA device (models/gdn.py), in a copy of the decoder. Returns the number of layers."""
