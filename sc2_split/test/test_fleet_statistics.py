@@ -6,10 +6,12 @@ from sc2_split.benchmarks.fleet import server_window
 
 
 def test_the_window_is_the_difference_of_two_readings() -> None:
-    before = Counter({"frames": 10, "queue_ns": 10_000_000, "batches/8": 1, "execute_ns/8": 5_000_000})
+    before = Counter({"frames": 10, "server_ns": 20_000_000, "queue_ns": 10_000_000})
+    before.update({"batches/8": 1, "execute_ns/8": 5_000_000})
     after = Counter(
         {
             "frames": 50,
+            "server_ns": 220_000_000,
             "queue_ns": 90_000_000,
             "batches/8": 2,
             "execute_ns/8": 10_000_000,
@@ -20,7 +22,8 @@ def test_the_window_is_the_difference_of_two_readings() -> None:
     window = server_window(before, after)
     assert window["batches"] == 3 and window["batch_sizes"] == {8: 1, 16: 2}
     assert window["mean_batch"] == 40 / 3
-    assert window["queue_ms"] == 2.0  # 80 ms over the window's 40 frames
+    assert window["server_ms"] == 5.0  # 200 ms over the window's 40 frames
+    assert window["queue_ms"] == 2.0
     assert window["execute_ms_per_batch"] == 35 / 3
 
 

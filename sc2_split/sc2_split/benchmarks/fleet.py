@@ -226,8 +226,9 @@ def _gpu_query(field: str) -> float:
 
 
 def server_counters(url: str, model: str) -> Counter[str]:
-    """Triton's own cumulative counters of `model`: frames answered, their queueing nanoseconds, and
-    per batch size the executions and their nanoseconds (`execute_ns/8`, `batches/8`)."""
+    """Triton's own cumulative counters of `model`: frames answered, their nanoseconds in the server
+    (arrival to response) and in its queue, and per batch size the executions and their nanoseconds
+    (`execute_ns/8`, `batches/8`)."""
     import tritonclient.grpc as grpcclient
 
     client = grpcclient.InferenceServerClient(url)
@@ -239,6 +240,7 @@ def server_counters(url: str, model: str) -> Counter[str]:
     for version in stats:  # protobuf's JSON: int64 as strings, zeros left out
         inference = version.get("inference_stats", {})
         counts["frames"] += int(inference.get("success", {}).get("count", 0))
+        counts["server_ns"] += int(inference.get("success", {}).get("ns", 0))
         counts["queue_ns"] += int(inference.get("queue", {}).get("ns", 0))
         for entry in version.get("batch_stats", []):
             size, infer = int(entry["batch_size"]), entry.get("compute_infer", {})
@@ -249,19 +251,22 @@ def server_counters(url: str, model: str) -> Counter[str]:
 
 def server_window(before: Counter[str], after: Counter[str]) -> dict:
     """What the server did between two readings of `server_counters`: batches run, their mean size,
-    a frame's mean wait in Triton's queue, and a batch's mean execution (the backend's whole work:
-    parsing, decoding, the network, outputs)."""
+    a frame's mean time in the server (below the robots' latency: the rest is gRPC and the clients)
+    and in Triton's queue, and a batch's mean execution (the backend's whole work: parsing,
+    decoding, the network, outputs)."""
     delta = after - before
     sizes = {int(k.partition("/")[2]): n for k, n in delta.items() if k.startswith("batches/")}
     batches = sum(sizes.values())
     frames = sum(size * n for size, n in sizes.items())
     execute_ns = sum(n for k, n in delta.items() if k.startswith("execute_ns/"))
+    answered, nan = delta["frames"], float("nan")
     return {
         "batches": batches,
-        "mean_batch": frames / batches if batches else float("nan"),
+        "mean_batch": frames / batches if batches else nan,
         "batch_sizes": dict(sorted(sizes.items())),
-        "queue_ms": delta["queue_ns"] / delta["frames"] / 1e6 if delta["frames"] else float("nan"),
-        "execute_ms_per_batch": execute_ns / batches / 1e6 if batches else float("nan"),
+        "server_ms": delta["server_ns"] / answered / 1e6 if answered else nan,
+        "queue_ms": delta["queue_ns"] / answered / 1e6 if answered else nan,
+        "execute_ms_per_batch": execute_ns / batches / 1e6 if batches else nan,
     }
 
 
@@ -518,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
             served = row["server"]
             print(
                 f"{'':>14} server: {served['batches']} batches of {served['mean_batch']:.1f} frames "
-                f"{served['batch_sizes']}, queue {served['queue_ms']:.1f} ms a frame, execute "
+                f"{served['batch_sizes']}, a frame {served['server_ms']:.1f} ms in the server, "
+                f"{served['queue_ms']:.1f} in its queue, execute "
                 f"{served['execute_ms_per_batch']:.1f} ms a batch, GPU busy {row['gpu_busy_percent']:.0f}%",
                 flush=True,
             )

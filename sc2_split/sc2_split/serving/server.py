@@ -58,7 +58,7 @@ def unpadded_sizes(devices: Sequence[str], max_batch: int) -> tuple[int, ...]:
     frames/s); none on CPUs, which pad nothing."""
     if not any(d.startswith("cuda") for d in devices):
         return ()
-    return tuple(1 << k for k in range(3, max_batch.bit_length()) if 1 << k <= max_batch)
+    return tuple(1 << k for k in range(3, max_batch.bit_length()))
 
 
 def serve(
