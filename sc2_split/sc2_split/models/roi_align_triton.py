@@ -22,8 +22,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-# A box's samples (bins x the sampling grid) are unrolled into the kernel: 196 for Faster R-CNN's
-# 7 x 7 bins of 2 x 2 samples.
+# At most this many samples a box (bins x the sampling grid, which is unrolled into the kernel, so
+# that a huge grid would compile for long): 196 for Faster R-CNN's 7 x 7 bins of 2 x 2 samples.
 MAX_SAMPLES = 1024
 WARPS = 1  # a program's warps: 256 channels are 8 a thread, one 16-byte load (1.2 ms; 2 warps 1.4)
 
