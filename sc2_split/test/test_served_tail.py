@@ -1,7 +1,7 @@
 """The tail served by Triton (tail_server on the CPU) through the tail node in client mode: three
 robots in namespaces get the detections the in-process tail gives for the same bottlenecks, batched
-together; a malformed payload fails only its own frame; a server killed and restarted mid-run costs
-counted frames, never the node."""
+together; a malformed payload fails only its own frame, also alone in its batch; a server killed and
+restarted mid-run costs counted frames, never the node."""
 
 import signal
 from contextlib import ExitStack
@@ -115,6 +115,12 @@ def test_a_malformed_payload_fails_alone_and_a_server_restart_costs_only_counted
         camera.spin_until(lambda: batch_counts(ports)[0] >= frames_before + 2, "the server's counts")
         assert batch_counts(ports) == (frames_before + 2, batches_before + 1)
         assert not robots[0].detections and camera.counter("/tail/robot2", "rejected") == 0
+
+        # Alone in its batch, in which no frame then finds anything, it is still its own rejection, not
+        # the batch's failure (PyTriton cannot pass an empty dimension: the outputs have a row at least).
+        robots[0].publish(malformed, 2)
+        camera.spin_until(lambda: camera.counter("/tail/robot1", "rejected_truncated") == 2, "the rejection")
+        assert camera.counter("/tail/robot1", "lost") == 0
 
         # The server dies mid-run: every frame sent meanwhile is lost and counted, the node goes on.
         kill_server(server)

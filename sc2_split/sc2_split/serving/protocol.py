@@ -5,8 +5,10 @@ frame size have equal shapes and Triton's dynamic batcher can put them in one ba
 JSON of the Bottleneck message's fields that the tail needs; the server trusts none of it.
 
 An error is per request (`error` output, "reason: message"), never the batch's: one robot's malformed
-payload fails only its own frame. Detections are padded to the batch's largest count; `num_detections`
-says how many of each frame's rows are real (the TensorRT NMS plugins' vocabulary).
+payload fails only its own frame. Detections are padded to the batch's largest count, and to one row
+where no frame of the batch found anything: PyTriton cannot pass an array with an empty dimension, and
+failed the whole batch as `internal` (an empty scene, or a malformed payload alone in its batch).
+`num_detections` says how many of each frame's rows are real (the TensorRT NMS plugins' vocabulary).
 """
 
 import json
@@ -93,7 +95,7 @@ def error_text(exc: Exception) -> bytes:
 def batch_outputs(results: list[Detections | Exception]) -> dict[str, np.ndarray]:
     """The output tensors of a batch, one row per request in order."""
     found = [r for r in results if isinstance(r, Detections)]
-    width = max((len(r.scores) for r in found), default=0)
+    width = max((len(r.scores) for r in found), default=0) or 1  # never an empty dimension
     n = len(results)
     out = {
         NUM_DETECTIONS: np.zeros((n, 1), np.int32),
