@@ -2,14 +2,12 @@
 boxes, scores and labels for the bundled demo model's sample frames, and a suppression that keeps
 exactly what torchvision's NMS keeps, group by group, whatever else a batch holds."""
 
-import os
-import subprocess
-import sys
 from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
+from kernel_fixtures import run_interpreted, run_simulated
 from sc2_split.bundled import DEMO_CHECKPOINT
 from sc2_split.data import sample_frames
 from sc2_split.geometry import ImageGeometry
@@ -103,6 +101,7 @@ SIMULATED_KERNEL = """
 import numpy as np, torch
 from sc2_split.models import nms_cuda
 from sc2_split.models.batched_heads import _kept_by_fixed_point
+from kernel_fixtures import run_interpreted, run_simulated
 from torchvision.ops import nms
 rng = np.random.default_rng(7)
 counts = np.array([1, 40, 75, 9, 60])
@@ -133,23 +132,8 @@ print("kernel ok")
 """
 
 
-def run_simulated(script: str) -> None:
-    """`script` in a process of its own under numba's CUDA simulator; it prints "kernel ok" last."""
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0 and "kernel ok" in run.stdout, run.stderr[-3000:]
-
-
 def test_the_cuda_kernel_keeps_what_nms_keeps_in_each_group() -> None:
     run_simulated(SIMULATED_KERNEL)
-
-
-def run_interpreted(script: str) -> None:
-    """`script` in a process of its own under Triton's interpreter (on the CPU, with numpy's
-    arithmetic); it prints "kernel ok" last."""
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0 and "kernel ok" in run.stdout, run.stderr[-3000:]
 
 
 # The ROI align kernel (models/roi_align_triton.py) under Triton's interpreter, against torchvision's

@@ -6,13 +6,14 @@ import copy
 
 import pytest
 import torch
+from kernel_fixtures import run_interpreted
 from sc2_split.models.conv_bias import ConvBias, add_biases_by_kernel
 from sc2_split.models.conv_relu import ConvReLU
-from test_batched_heads import run_interpreted
 from torch import nn
 
 INTERPRETED_BIAS = """
 import torch
+from kernel_fixtures import run_interpreted
 from sc2_split.models.conv_bias import add_bias_
 torch.manual_seed(0)
 for dtype in (torch.float16, torch.float32):
