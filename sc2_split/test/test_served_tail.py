@@ -8,10 +8,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+from sc2_split.benchmarks.fleet import server_counters
 from sc2_split.frames import CodedFrame
 from sc2_split.ros.bottleneck_conversion import from_bottleneck
 from sc2_split.ros.detections_conversion import to_detection_array
 from sc2_split.serving.process import ServerPorts, kill_server
+from sc2_split.serving.protocol import triton_model_name
 from sc2_split.tail import TailPipeline
 from sc2_split.testing.node_process import node_process
 from served_fixtures import Robot, batch_counts, boxes_of, copy_bottleneck, record_bottlenecks, served_model
@@ -68,10 +70,14 @@ def test_three_robots_get_the_in_process_tails_detections_from_one_served_tail(
         # Triton counts a request in its metrics after its answer has left.
         camera.spin_until(lambda: batch_counts(ports)[0] - frames_before >= 9, "the server's counts")
         frames, batches = batch_counts(ports)
+        # Triton's statistics are readable too (PyTriton restricts them by default), and agree.
+        statistics = server_counters(ports.url, triton_model_name(recorded[0].model_id))
         tail.send_signal(signal.SIGINT)
         assert tail.wait(timeout=30) == 0, (tmp_path / "tail.log").read_text()
 
     assert frames - frames_before == 9
+    assert statistics["frames"] == frames
+    assert sum(n for key, n in statistics.items() if key.startswith("batches/")) == batches
     assert batches - batches_before < 9, "no batch held frames of several robots"
     with TailPipeline.from_config(exported_head["model_config"], exported_head["checkpoint"]) as local:
         for robot in robots:
