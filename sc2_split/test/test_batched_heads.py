@@ -101,7 +101,6 @@ SIMULATED_KERNEL = """
 import numpy as np, torch
 from sc2_split.models import nms_cuda
 from sc2_split.models.batched_heads import _kept_by_fixed_point
-from kernel_fixtures import run_interpreted, run_simulated
 from torchvision.ops import nms
 rng = np.random.default_rng(7)
 counts = np.array([1, 40, 75, 9, 60])

@@ -13,7 +13,6 @@ from torch import nn
 
 INTERPRETED_BIAS = """
 import torch
-from kernel_fixtures import run_interpreted
 from sc2_split.models.conv_bias import add_bias_
 torch.manual_seed(0)
 for dtype in (torch.float16, torch.float32):
