@@ -9,7 +9,8 @@ import argparse
 import pytest
 import torch
 from sc2_split.codecs.payload import PayloadError
-from sc2_split.serving.server import frame_size, unpadded_sizes
+from sc2_split.serving.repository import model_config_text
+from sc2_split.serving.server import Batching, frame_size, unpadded_sizes
 from sc2_split.tail import TailPipeline
 
 DEVICES = [
@@ -45,3 +46,8 @@ def test_the_default_preferred_sizes_are_the_unpadded_ones_from_8() -> None:
         assert list(unpadded_sizes(["cuda"], 32)) == [size for size in captured if size >= 8] == [8, 16, 32]
     assert unpadded_sizes(["cuda:1"], 24) == (8, 16)  # 17 to 24 frames run as 32: no size of its own
     assert unpadded_sizes(["cpu"], 32) == ()  # a CPU tail pads nothing
+    # Both servers take them from Batching, unless it names its own (none, here).
+    assert Batching().preferred_on(["cuda:0"]) == (8, 16, 32)
+    assert Batching(preferred=()).preferred_on(["cuda"]) == ()
+    assert "preferred_batch_size: [ 8, 16, 32 ]" in model_config_text("m", Batching(), ["cuda:0"], {})
+    assert "preferred_batch_size" not in model_config_text("m", Batching(), ["cpu"], {})

@@ -389,16 +389,16 @@ def started(serving: Serving, args: argparse.Namespace, spec: str, out: Path, na
     """(server process, ports) of `serving`, each batch size warmed up for the recorded frames' size,
     until the block ends."""
     from sc2_split.serving.process import ServerPorts, server_process, tail_server_process
-    from sc2_split.serving.server import Batching, ServedModel, unpadded_sizes
+    from sc2_split.serving.server import Batching, ServedModel
 
     ports, devices = ServerPorts.free(), [args.device] * serving.instances
-    given = args.preferred_batch
-    preferred = unpadded_sizes(devices, args.max_batch) if given is None else given
+    preferred = None if args.preferred_batch is None else tuple(args.preferred_batch)
     log = out / f"{serving.server}-{serving.instances}.log"
     if serving.server == "tail_server":
         server_args = ["--model", spec, "--precision", args.precision, "--max-batch", str(args.max_batch)]
         server_args += ["--queue-delay-us", str(args.queue_delay_us)]
-        server_args += ["--preferred-batch", *map(str, preferred)]
+        if preferred is not None:  # else tail_server's default
+            server_args += ["--preferred-batch", *map(str, preferred)]
         server_args += ["--decode-workers", str(args.decode_workers)]
         server_args += [a for d in devices for a in ("--device", d)]
         # Every batch size's CUDA graph captured before the first robot: not within a row's seconds.
@@ -410,7 +410,7 @@ def started(serving: Serving, args: argparse.Namespace, spec: str, out: Path, na
     from sc2_split.serving.repository import write_repository
 
     repository = out / f"repository-{serving.instances}"
-    batching = Batching(args.max_batch, args.queue_delay_us, preferred=tuple(preferred))
+    batching = Batching(args.max_batch, args.queue_delay_us, preferred=preferred)
     write_repository(
         repository, [ServedModel.parse(spec)], devices, batching, args.decode_workers, args.precision,
         [(WIDTH, HEIGHT)],

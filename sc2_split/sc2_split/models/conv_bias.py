@@ -15,7 +15,7 @@ import triton.language as tl
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812  (the torch idiom)
 
-from sc2_split.models.conv_relu import ConvReLU
+from sc2_split.models.conv_relu import ConvReLU, is_plain_conv
 
 BLOCK = 4096  # values a program
 
@@ -65,12 +65,7 @@ def add_biases_by_kernel(module: nn.Module) -> int:
         if isinstance(parent, ConvReLU | ConvBias):
             continue
         for name, child in list(parent.named_children()):
-            plain = (
-                type(child) is nn.Conv2d
-                and child.padding_mode == "zeros"
-                and not isinstance(child.padding, str)
-            )
-            if plain and child.bias is not None:
+            if is_plain_conv(child) and child.bias is not None:
                 setattr(parent, name, ConvBias(child))
                 rewritten += 1
     return rewritten

@@ -78,8 +78,15 @@ def _conv(module: fx.GraphModule, node: fx.Node) -> nn.Conv2d | None:
     if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
         return None
     conv = module.get_submodule(str(node.target))
-    plain = type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
-    return conv if plain else None
+    return conv if is_plain_conv(conv) else None
+
+
+def is_plain_conv(module: nn.Module) -> bool:
+    """Whether `module` is a plain 2-d convolution (zero padding given as numbers), which the fused
+    and the bias kernels take as F.conv2d's arguments."""
+    return (
+        type(module) is nn.Conv2d and module.padding_mode == "zeros" and not isinstance(module.padding, str)
+    )
 
 
 def _is_relu(module: fx.GraphModule, node: fx.Node) -> bool:

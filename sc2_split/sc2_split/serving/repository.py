@@ -103,7 +103,7 @@ def model_config_text(
         else f"  {{ count: {n} kind: KIND_GPU gpus: [ {_gpu(d)} ] }}"
         for d, n in counts.items()
     ]
-    preferred = ", ".join(str(n) for n in batching.preferred)
+    preferred = ", ".join(str(n) for n in batching.preferred_on(devices))
     preferred = f"  preferred_batch_size: [ {preferred} ]\n" if preferred else ""
     params = ",\n".join(f'  {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in parameters.items())
     return (

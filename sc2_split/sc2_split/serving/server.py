@@ -44,12 +44,17 @@ class Batching:
     At most `max_queue` frames wait: an overloaded server refuses more (the client counts them as
     lost) instead of growing a queue, and drops a frame that waited past its client's timeout.
     `preferred` batch sizes are formed at once when enough frames wait, the rest waiting for the next
-    batch: a CUDA tail pads a batch to the next power of two, so 26 frames run as 32, but 16 as 16."""
+    batch: a CUDA tail pads a batch to the next power of two, so 26 frames run as 32, but 16 as 16.
+    None: the devices' `unpadded_sizes`."""
 
     max_batch: int = 32
     queue_delay_us: int = 2000
     max_queue: int = 128
-    preferred: tuple[int, ...] = ()
+    preferred: tuple[int, ...] | None = None
+
+    def preferred_on(self, devices: Sequence[str]) -> tuple[int, ...]:
+        """The preferred batch sizes of instances on `devices`."""
+        return unpadded_sizes(devices, self.max_batch) if self.preferred is None else self.preferred
 
 
 def unpadded_sizes(devices: Sequence[str], max_batch: int) -> tuple[int, ...]:
@@ -111,7 +116,7 @@ def serve(
                     max_batch_size=batching.max_batch,
                     batcher=DynamicBatcher(
                         max_queue_delay_microseconds=batching.queue_delay_us,
-                        preferred_batch_size=list(batching.preferred) or None,
+                        preferred_batch_size=list(batching.preferred_on(devices)) or None,
                         default_queue_policy=QueuePolicy(
                             timeout_action=TimeoutAction.REJECT,
                             allow_timeout_override=True,
@@ -175,9 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[tail_server] %(message)s")
     models = args.model or [ServedModel.parse(DEFAULT_MODEL)]
     devices = args.device or ["cpu"]
-    preferred = args.preferred_batch
-    preferred = unpadded_sizes(devices, args.max_batch) if preferred is None else preferred
-    batching = Batching(args.max_batch, args.queue_delay_us, args.max_queue, tuple(preferred))
+    preferred = None if args.preferred_batch is None else tuple(args.preferred_batch)
+    batching = Batching(args.max_batch, args.queue_delay_us, args.max_queue, preferred)
     if args.write_repository:
         from sc2_split.serving.repository import write_repository
 
