@@ -3,7 +3,7 @@
 # (default 540 s): N in-process tails against one served tail for 1 to 72 robots, the demo model served
 # by a standalone tritonserver (8 instances, a process each) and by tail_server (PyTriton, 2 instances
 # in one process); then the ResNet-50 (random weights) in the time left, under tritonserver. MODELS
-# (demo, resnet50) picks; ROBOTS, SERVE and IN_PROCESS override the demo's robots, servers and in-process robots,
+# (demo, resnet50, resnet50_fitted) picks; ROBOTS, SERVE and IN_PROCESS override the demo's robots, servers and in-process robots,
 # RESNET_ROBOTS, RESNET_IN_PROCESS and RESNET_SERVE the ResNet-50's robots and servers; FLEET_SECONDS and
 # FLEET_WARMUP each row's measured and warm-up seconds (default 2 and 1); FLEET_ARGS further arguments of
 # the benchmark for every model (e.g. "--preferred-batch 8 16 32").
@@ -91,18 +91,31 @@ fleet() { # NAME TIMEOUT_S ARGS...
 }
 left() { echo $((budget - SECONDS)); }
 
-# MODELS picks (default both): with both, the demo gets half the time left, the ResNet-50 the rest.
-models=${MODELS:-demo resnet50}
-if [[ $models == *demo* ]]; then
-    if [[ $models == *resnet50* ]]; then demo_limit=$(($(left) / 2)); else demo_limit=$(($(left) - 5)); fi
-    fleet demo "$demo_limit" --model demo_fp:demo_fp_beta4.5_stage2 --robots "${robots[@]}" \
-        --in-process-robots ${in_process[@]+"${in_process[@]}"} "${serve[@]}"
-fi
-if [[ $models == *resnet50* ]] && ((${#resnet_robots[@]})) && (($(left) > 60)); then
-    # Entropy version 2, decoded on the GPU a batch at a time (the random weights' near-uniform latent
-    # is ~880 KB a frame, the worst case).
-    fleet resnet50 $(($(left) - 8)) --model sc2_resnet50_fp --robots "${resnet_robots[@]}" \
-        --in-process-robots ${resnet_in_process[@]+"${resnet_in_process[@]}"} "${resnet_serve[@]}"
-fi
+# MODELS picks, in turn, each with an equal share of the time left: demo, resnet50 (random weights:
+# about 880 KB a frame, the worst case) and resnet50_fitted (the same random network with its prior
+# fit to its latents, benchmarks/fitted_prior.py: about 22 KB a frame, a trained student's rate).
+# Entropy version 2, decoded on the GPU a batch at a time.
+read -r -a models <<<"${MODELS:-demo resnet50}"
+share() { echo $(($(left) / (${#models[@]} - k) - 8)); } # of the time left, for models[k]
+for ((k = 0; k < ${#models[@]}; k++)); do
+    case ${models[k]} in
+    demo)
+        fleet demo "$(share)" --model demo_fp:demo_fp_beta4.5_stage2 --robots "${robots[@]}" \
+            --in-process-robots ${in_process[@]+"${in_process[@]}"} "${serve[@]}"
+        ;;
+    resnet50 | resnet50_fitted)
+        ((${#resnet_robots[@]})) && (($(left) > 60)) || continue
+        spec=sc2_resnet50_fp
+        if [[ ${models[k]} == resnet50_fitted ]]; then
+            spec=sc2_resnet50_fp:/tmp/sc2_resnet50_fitted.pt
+            "$py" -m sc2_split.benchmarks.fitted_prior sc2_resnet50_fp /tmp/sc2_resnet50_fitted.pt 2>&1 |
+                grep -v -E "Warning|warnings.warn"
+        fi
+        fleet "${models[k]}" "$(share)" --model "$spec" --robots "${resnet_robots[@]}" \
+            --in-process-robots ${resnet_in_process[@]+"${resnet_in_process[@]}"} "${resnet_serve[@]}"
+        ;;
+    *) echo "gpu_fleet: unknown model ${models[k]} (demo, resnet50, resnet50_fitted)" ;;
+    esac
+done
 "$py" -m sc2_split.benchmarks.fleet --table "$OUT"/fleet_*.json | tee "$OUT/fleet_table.md"
 echo "gpu_fleet: done in $SECONDS s"
