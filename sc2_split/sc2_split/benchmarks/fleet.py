@@ -3,8 +3,9 @@ model copy per robot, batch 1, as without a server) and against one served tail 
 across robots), served by `tail_server` (PyTriton: its instances share one Python process) or by a
 standalone `tritonserver` on a written repository (one backend process per instance), side by side
 with `--serve tail_server:2 --serve tritonserver:8`. Robots are processes that send recorded coded
-frames at their camera's rate; a served robot sends through the tail node's own client
-(serving/client.py), with no ROS in between, so that the figures are the tail's.
+frames at their camera's rate, all at once or at random phases (`--phases`); a served robot sends
+through the tail node's own client (serving/client.py), with no ROS in between, so that the figures
+are the tail's.
 
     python -m sc2_split.benchmarks.fleet --model demo_fp:demo_fp_beta4.5_stage2 --robots 1 4 16 32 \
         --serve tritonserver:8 --serve tail_server:2
@@ -311,8 +312,18 @@ def summarize(
     }
 
 
-def start_together(procs: list, ready, starts: list) -> float:
-    """Starts the robot processes; once all are ready, the time they all begin at."""
+def camera_phases(robots: int, phases: str) -> list[float]:
+    """Each robot's first frame after the common start, s: "aligned", every camera at once (the
+    largest burst a server sees); "random", independent cameras, each at a random point of its
+    period (seeded by the robot count, so that two servers see the same fleet)."""
+    if phases == "aligned":
+        return [0.0] * robots
+    return list(np.random.default_rng(robots).uniform(0.0, 1.0 / RATE_HZ, robots))
+
+
+def start_together(procs: list, ready, starts: list, phases: list[float]) -> float:
+    """Starts the robot processes; once all are ready, the time they all begin at (each robot's
+    first frame `phases` later)."""
     for p in procs:
         p.daemon = True  # gone with this process, also when it is interrupted
         p.start()
@@ -320,13 +331,20 @@ def start_together(procs: list, ready, starts: list) -> float:
         if not ready.acquire(timeout=600):
             raise RuntimeError("a robot process did not start")
     start_at = time.time() + 0.5
-    for s in starts:
-        s.put(start_at)
+    for s, phase in zip(starts, phases, strict=True):
+        s.put(start_at + phase)
     return start_at
 
 
 def run_in_process(
-    spec: str, device: str, precision: str, frames: Path, robots: int, warmup: float, seconds: float
+    spec: str,
+    device: str,
+    precision: str,
+    frames: Path,
+    robots: int,
+    warmup: float,
+    seconds: float,
+    phases: str,
 ) -> dict:
     ctx = multiprocessing.get_context("spawn")
     ready, queue = ctx.Semaphore(0), ctx.Queue()
@@ -338,7 +356,7 @@ def run_in_process(
         )
         for s in starts
     ]
-    start_at = start_together(procs, ready, starts)
+    start_at = start_together(procs, ready, starts, camera_phases(robots, phases))
     handles = [psutil.Process(p.pid) for p in procs]
     time.sleep(max(0.0, start_at + warmup - time.time()))
     cpu0 = cpu_seconds(handles)
@@ -361,6 +379,7 @@ def run_served(
     warmup: float,
     seconds: float,
     timeout_s: float,
+    phases: str,
 ) -> dict:
     ctx = multiprocessing.get_context("spawn")
     ready, queue = ctx.Semaphore(0), ctx.Queue()
@@ -369,7 +388,7 @@ def run_served(
         ctx.Process(target=served_robot, args=(url, str(frames), warmup, seconds, timeout_s, ready, s, queue))
         for s in starts
     ]
-    start_at = start_together(procs, ready, starts)
+    start_at = start_together(procs, ready, starts, camera_phases(robots, phases))
     clients = [psutil.Process(p.pid) for p in procs]
     time.sleep(max(0.0, start_at + warmup - time.time()))
     cpu0, client0, counters0 = cpu_seconds([server]), cpu_seconds(clients), server_counters(url, model)
@@ -476,6 +495,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--preferred-batch", type=int, nargs="*", metavar="N", help="default: as tail_server's"
     )
+    parser.add_argument(
+        "--phases", choices=("aligned", "random"), default="aligned",
+        help="the robots' cameras: all at once (the largest burst), or each at a random phase",
+    )  # fmt: skip
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=2.0, help="served robots' request timeout, s")
     parser.add_argument("--seconds", type=float, default=6.0)
@@ -547,13 +570,14 @@ def main(argv: list[str] | None = None) -> int:
                     if robots in args.robots:
                         row = run_served(
                             serving.mode, ports.url, served_name, psutil.Process(server.pid), frames, robots,
-                            args.warmup, args.seconds, args.timeout,
+                            args.warmup, args.seconds, args.timeout, args.phases,
                         )  # fmt: skip
                         emit(row)
                     if robots in left_in_process:
                         row = run_in_process(
-                            spec, args.device, args.precision, frames, robots, args.warmup, args.seconds
-                        )
+                            spec, args.device, args.precision, frames, robots, args.warmup, args.seconds,
+                            args.phases,
+                        )  # fmt: skip
                         emit(row)
                         left_in_process.discard(robots)
     except KeyboardInterrupt:
