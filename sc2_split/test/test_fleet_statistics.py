@@ -1,8 +1,11 @@
-"""The fleet benchmark's reading of Triton's statistics: what the server did between two readings."""
+"""The fleet benchmark's reading of Triton's statistics: what the server did between two readings;
+its robots' camera phases."""
 
+import json
+import time
 from collections import Counter
 
-from sc2_split.benchmarks.fleet import server_window
+from sc2_split.benchmarks.fleet import RATE_HZ, camera_phases, server_window
 
 
 def test_the_window_is_the_difference_of_two_readings() -> None:
@@ -32,3 +35,13 @@ def test_a_window_without_batches_says_so() -> None:
     assert window["batches"] == 0 and window["batch_sizes"] == {}
     assert window["mean_batch"] != window["mean_batch"]  # NaN
     assert window["queue_ms"] != window["queue_ms"]
+
+
+def test_camera_phases_are_plain_floats_within_one_period() -> None:
+    assert camera_phases(3, "aligned") == [0.0, 0.0, 0.0]
+    phases = camera_phases(20, "random")
+    assert phases == camera_phases(20, "random") != camera_phases(24, "random")[:20]  # seeded by the count
+    assert all(0.0 <= p < 1 / RATE_HZ for p in phases) and len(set(phases)) == 20
+    # A robot's counts add up comparisons with its start: numpy's would not go into the JSON report.
+    measured = time.time() >= time.time() + phases[0]
+    assert json.dumps({"sent": 0 + measured}) == '{"sent": 0}'

@@ -318,7 +318,7 @@ def camera_phases(robots: int, phases: str) -> list[float]:
     period (seeded by the robot count, so that two servers see the same fleet)."""
     if phases == "aligned":
         return [0.0] * robots
-    return list(np.random.default_rng(robots).uniform(0.0, 1.0 / RATE_HZ, robots))
+    return np.random.default_rng(robots).uniform(0.0, 1.0 / RATE_HZ, robots).tolist()  # floats: JSON
 
 
 def start_together(procs: list, ready, starts: list, phases: list[float]) -> float:
