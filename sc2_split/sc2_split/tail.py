@@ -25,7 +25,7 @@ from sc2_split.geometry import ImageGeometry
 from sc2_split.models.batched_heads import graphable
 from sc2_split.models.build import build_detector, model_id
 from sc2_split.models.config import checkpoint_path, config_path, load_class_names, load_model_config
-from sc2_split.models.cuda_graph import GraphedFeatures, GraphedHeads, graph_batches, padded_batch
+from sc2_split.models.cuda_graph import GraphedFeatures, GraphedHeads
 from sc2_split.models.entropy_tables import tables_from_entropy_bottleneck
 from sc2_split.models.split import Tail, entropy_bottleneck
 from sc2_split.untrusted import shown
@@ -217,8 +217,8 @@ class TailPipeline:
         """The network on latents of one shape, one batch (a served tail's frames of many robots);
         numpy arrays or tensors already on this tail's device (the GPU decoder's).
 
-        Under CUDA graphs the batch is padded (cuda_graph.padded_batch), so that a few captured graphs
-        cover every batch size."""
+        Under CUDA graphs the batch is padded to a power of two, so that a few captured graphs cover
+        every batch size."""
         if all(isinstance(latent, np.ndarray) for latent in latents):
             batch = torch.from_numpy(np.concatenate(latents)).to(self.device)
         else:
@@ -228,7 +228,7 @@ class TailPipeline:
             batch = torch.cat([torch.as_tensor(latent, device=self.device) for latent in latents])
         size = len(latents)
         if self.cuda_graphs:
-            padded = padded_batch(size)
+            padded = 1 << (size - 1).bit_length()
             batch = torch.cat([batch, batch.new_zeros((padded - size, *batch.shape[1:]))])
         batch = batch.contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), torch.autocast(self.device.type, torch.float16, enabled=self.half):
@@ -263,8 +263,12 @@ class TailPipeline:
         geometry = ImageGeometry.for_image(height, width, self._min_size, self._max_size, self._stride)
         self.check_geometry(geometry)
         latent = np.zeros(self.latent_shape(geometry.padded_height, geometry.padded_width), np.float32)
-        for size in graph_batches(max_batch):
-            self.detect_batch([latent] * min(size, max_batch), [geometry] * min(size, max_batch))
+        size = 1
+        while True:
+            self.detect_batch([latent] * size, [geometry] * size)
+            if size >= max_batch:
+                return
+            size = min(2 * size, max_batch)
 
     def check_geometry(self, g: ImageGeometry) -> None:
         """Sizes that this model's transform could have produced, else PayloadError("shape")."""

@@ -9,7 +9,6 @@ import argparse
 import pytest
 import torch
 from sc2_split.codecs.payload import PayloadError
-from sc2_split.models.cuda_graph import MAX_GRAPHS, graph_batches, padded_batch
 from sc2_split.serving.repository import model_config_text
 from sc2_split.serving.server import Batching, frame_size, unpadded_sizes
 from sc2_split.tail import TailPipeline
@@ -44,22 +43,11 @@ def test_the_default_preferred_sizes_are_the_unpadded_ones_from_8() -> None:
         tail = TailPipeline.from_config("demo_fp", "demo_fp_beta4.5_stage2", device="cuda")
         tail.warm_up(640, 480, 32)
         captured = sorted(shape[0][0] for shape in tail._features._graphs)
-        assert (
-            list(unpadded_sizes(["cuda"], 32)) == [size for size in captured if size >= 8] == [8, 16, 24, 32]
-        )
-    assert unpadded_sizes(["cuda:1"], 20) == (8, 16)  # 17 to 20 frames run as 24: no size of their own
+        assert list(unpadded_sizes(["cuda"], 32)) == [size for size in captured if size >= 8] == [8, 16, 32]
+    assert unpadded_sizes(["cuda:1"], 24) == (8, 16)  # 17 to 24 frames run as 32: no size of its own
     assert unpadded_sizes(["cpu"], 32) == ()  # a CPU tail pads nothing
     # Both servers take them from Batching, unless it names its own (none, here).
-    assert Batching().preferred_on(["cuda:0"]) == (8, 16, 24, 32)
+    assert Batching().preferred_on(["cuda:0"]) == (8, 16, 32)
     assert Batching(preferred=()).preferred_on(["cuda"]) == ()
-    assert "preferred_batch_size: [ 8, 16, 24, 32 ]" in model_config_text("m", Batching(), ["cuda:0"], {})
-
-
-def test_batches_pad_to_a_power_of_two_up_to_8_then_to_a_multiple_of_8() -> None:
-    assert [padded_batch(size) for size in (1, 2, 3, 5, 8, 9, 17, 20, 24, 25, 33)] == [
-        1, 2, 4, 8, 8, 16, 24, 24, 24, 32, 40,
-    ]  # fmt: skip
-    assert graph_batches(32) == (1, 2, 4, 8, 16, 24, 32)
-    assert graph_batches(20) == (1, 2, 4, 8, 16, 24)  # 20 frames run as 24
-    assert len(graph_batches(32)) <= MAX_GRAPHS  # every batch size of one camera from a graph
+    assert "preferred_batch_size: [ 8, 16, 32 ]" in model_config_text("m", Batching(), ["cuda:0"], {})
     assert "preferred_batch_size" not in model_config_text("m", Batching(), ["cpu"], {})

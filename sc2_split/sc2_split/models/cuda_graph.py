@@ -23,26 +23,11 @@ from sc2_split.models import batched_heads
 from sc2_split.models.batched_heads import BatchDetections, PoolingInput, Proposals
 
 # Latent shapes captured; further ones run eagerly, so a sender cycling through frame sizes cannot
-# fill the GPU's memory with graphs. A served tail's batches up to 32 (padded_batch) take 7.
+# fill the GPU's memory with graphs. A served tail's batches, padded to powers of two up to 32, take 6.
 MAX_GRAPHS = 8
-# Batches beyond this pad to a multiple of it, smaller ones to a power of two.
-PADDING_STEP = 8
 _WARMUP_RUNS = 3  # before capture, on a side stream: cuDNN's and the allocator's first-call work
 
 Features = Callable[[Tensor], OrderedDict[str, Tensor]]
-
-
-def padded_batch(size: int) -> int:
-    """The batch size a batch of `size` runs at from a graph: a few graphs cover every size, and a
-    large batch wastes less than a power of two would (20 frames run as 24, not 32)."""
-    if size <= PADDING_STEP:
-        return 1 << (size - 1).bit_length()
-    return -(-size // PADDING_STEP) * PADDING_STEP
-
-
-def graph_batches(max_batch: int) -> tuple[int, ...]:
-    """The batch sizes batches of 1 to `max_batch` run at, smallest first."""
-    return tuple(sorted({padded_batch(size) for size in range(1, max_batch + 1)}))
 
 
 @dataclass

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sc2_split.bundled import DEMO_CHECKPOINT
-from sc2_split.models.cuda_graph import PADDING_STEP, graph_batches
 from sc2_split.serving.process import libpython_env
 from sc2_split.serving.protocol import INPUT_TENSORS, OUTPUT_TENSORS, triton_model_name
 from sc2_split.serving.tail_model import BatchedTail
@@ -45,7 +44,7 @@ class Batching:
     At most `max_queue` frames wait: an overloaded server refuses more (the client counts them as
     lost) instead of growing a queue, and drops a frame that waited past its client's timeout.
     `preferred` batch sizes are formed at once when enough frames wait, the rest waiting for the next
-    batch: a CUDA tail pads a batch (cuda_graph.padded_batch), so 26 frames run as 32, but 24 as 24.
+    batch: a CUDA tail pads a batch to the next power of two, so 26 frames run as 32, but 16 as 16.
     None: the devices' `unpadded_sizes`."""
 
     max_batch: int = 32
@@ -59,12 +58,12 @@ class Batching:
 
 
 def unpadded_sizes(devices: Sequence[str], max_batch: int) -> tuple[int, ...]:
-    """The preferred batch sizes by default: on CUDA devices those from 8 up to `max_batch` that a
-    tail runs unpadded (on the H200 they took a ResNet-50 served to 20 robots from 430 to 490
+    """The preferred batch sizes by default: on CUDA devices those a tail runs unpadded, powers of two
+    from 8 up to `max_batch` (on the H200 they took a ResNet-50 served to 20 robots from 430 to 490
     frames/s); none on CPUs, which pad nothing."""
     if not any(d.startswith("cuda") for d in devices):
         return ()
-    return tuple(size for size in graph_batches(max_batch) if PADDING_STEP <= size <= max_batch)
+    return tuple(1 << k for k in range(3, max_batch.bit_length()))
 
 
 def serve(
@@ -159,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--preferred-batch", type=int, nargs="*", metavar="N",
         help="batch sizes the batcher forms at once where enough frames wait (default: on CUDA devices "
-        "the sizes from 8 up to --max-batch that a tail runs unpadded; none on CPUs)",
+        "the powers of two from 8 up to --max-batch, which a tail runs unpadded; none on CPUs)",
     )  # fmt: skip
     parser.add_argument(
         "--decode-workers", type=int, default=0, help="entropy decoding processes per instance"
