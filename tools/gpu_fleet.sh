@@ -6,7 +6,9 @@
 # (demo, resnet50, resnet50_fitted) picks; ROBOTS, SERVE and IN_PROCESS override the demo's robots, servers and in-process robots,
 # RESNET_ROBOTS, RESNET_IN_PROCESS and RESNET_SERVE the ResNet-50's robots and servers; FLEET_SECONDS and
 # FLEET_WARMUP each row's measured and warm-up seconds (default 2 and 1); FLEET_ARGS further arguments of
-# the benchmark for every model (e.g. "--preferred-batch 8 16 32").
+# the benchmark for every model (e.g. "--preferred-batch 8 16 32"). MPS="off on" runs every model
+# twice, the second time with a CUDA MPS control daemon running (JSON fleet_NAME_mps.json), so that a
+# server's instances, one process each, share the GPU side by side instead of by time slicing.
 # JSON per model, a markdown table and the machine's facts under $OUT.
 #
 # From the root of a copy of this tree, on a machine with Python 3.12 and torch but no serving stack:
@@ -96,25 +98,53 @@ left() { echo $((budget - SECONDS)); }
 # fit to its latents, benchmarks/fitted_prior.py: about 22 KB a frame, a trained student's rate).
 # Entropy version 2, decoded on the GPU a batch at a time.
 read -r -a models <<<"${MODELS:-demo resnet50}"
-share() { echo $(($(left) / (${#models[@]} - k) - 8)); } # of the time left, for models[k]
-for ((k = 0; k < ${#models[@]}; k++)); do
-    case ${models[k]} in
+read -r -a mps_modes <<<"${MPS:-off}"
+jobs=()
+for mps in "${mps_modes[@]}"; do
+    for model in "${models[@]}"; do jobs+=("$mps:$model"); done
+done
+share() { echo $(($(left) / (${#jobs[@]} - k) - 8)); } # of the time left, for jobs[k]
+
+# CUDA MPS: its control daemon started here (and stopped on the way out), checked by a CUDA client.
+export CUDA_MPS_PIPE_DIRECTORY=/tmp/sc2-mps CUDA_MPS_LOG_DIRECTORY=/tmp/sc2-mps-log
+# (pgrep -x sees 15 characters of a name: the daemon is found by its command line.)
+mps_running() { pgrep -f '(^|/)nvidia-cuda-mps-control( |$)' >/dev/null; }
+mps_stop() { mps_running && echo quit | nvidia-cuda-mps-control; }
+trap mps_stop EXIT
+mps_start() {
+    mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+    nvidia-cuda-mps-control -d && "$py" -c "import torch; torch.zeros(1, device='cuda')" && return
+    echo "gpu_fleet: CUDA MPS did not start (log: $(cat "$CUDA_MPS_LOG_DIRECTORY"/*.log 2>/dev/null | tail -3))"
+    mps_stop
+    return 1
+}
+
+for ((k = 0; k < ${#jobs[@]}; k++)); do
+    mps=${jobs[k]%%:*} model=${jobs[k]#*:} suffix=
+    if [[ $mps == on ]]; then
+        suffix=_mps
+        mps_running || mps_start || continue
+    else
+        mps_stop
+    fi
+    case $model in
     demo)
-        fleet demo "$(share)" --model demo_fp:demo_fp_beta4.5_stage2 --robots "${robots[@]}" \
+        fleet "demo$suffix" "$(share)" --model demo_fp:demo_fp_beta4.5_stage2 --robots "${robots[@]}" \
             --in-process-robots ${in_process[@]+"${in_process[@]}"} "${serve[@]}"
         ;;
     resnet50 | resnet50_fitted)
         ((${#resnet_robots[@]})) && (($(left) > 60)) || continue
         spec=sc2_resnet50_fp
-        if [[ ${models[k]} == resnet50_fitted ]]; then
+        if [[ $model == resnet50_fitted ]]; then
             spec=sc2_resnet50_fp:/tmp/sc2_resnet50_fitted.pt
-            "$py" -m sc2_split.benchmarks.fitted_prior sc2_resnet50_fp /tmp/sc2_resnet50_fitted.pt 2>&1 |
+            [[ -f /tmp/sc2_resnet50_fitted.pt ]] ||
+                "$py" -m sc2_split.benchmarks.fitted_prior sc2_resnet50_fp /tmp/sc2_resnet50_fitted.pt 2>&1 |
                 grep -v -E "Warning|warnings.warn"
         fi
-        fleet "${models[k]}" "$(share)" --model "$spec" --robots "${resnet_robots[@]}" \
+        fleet "$model$suffix" "$(share)" --model "$spec" --robots "${resnet_robots[@]}" \
             --in-process-robots ${resnet_in_process[@]+"${resnet_in_process[@]}"} "${resnet_serve[@]}"
         ;;
-    *) echo "gpu_fleet: unknown model ${models[k]} (demo, resnet50, resnet50_fitted)" ;;
+    *) echo "gpu_fleet: unknown model $model (demo, resnet50, resnet50_fitted)" ;;
     esac
 done
 "$py" -m sc2_split.benchmarks.fleet --table "$OUT"/fleet_*.json | tee "$OUT/fleet_table.md"

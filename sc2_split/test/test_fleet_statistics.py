@@ -1,11 +1,14 @@
 """The fleet benchmark's reading of Triton's statistics: what the server did between two readings;
-its robots' camera phases."""
+its robots' camera phases; whether CUDA MPS runs."""
 
 import json
+import shutil
+import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
-from sc2_split.benchmarks.fleet import RATE_HZ, camera_phases, server_window
+from sc2_split.benchmarks.fleet import RATE_HZ, camera_phases, cuda_mps_running, server_window
 
 
 def test_the_window_is_the_difference_of_two_readings() -> None:
@@ -45,3 +48,17 @@ def test_camera_phases_are_plain_floats_within_one_period() -> None:
     # A robot's counts add up comparisons with its start: numpy's would not go into the JSON report.
     measured = time.time() >= time.time() + phases[0]
     assert json.dumps({"sent": 0 + measured}) == '{"sent": 0}'
+
+
+def test_cuda_mps_is_seen_while_its_control_daemon_runs(tmp_path: Path) -> None:
+    """A process of the daemon's name (here `sleep` under it) marks the rows; none, before and after."""
+    assert not cuda_mps_running()
+    daemon = tmp_path / "nvidia-cuda-mps-control"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", daemon)
+    process = subprocess.Popen([str(daemon), "30"])
+    try:  # Popen returns once the program is exec'd, under its name
+        assert cuda_mps_running()
+    finally:
+        process.kill()
+        process.wait()
+    assert not cuda_mps_running()

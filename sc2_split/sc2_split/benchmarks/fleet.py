@@ -209,6 +209,12 @@ def gpu_memory_mib() -> float:
     return _gpu_query("memory.used")
 
 
+def cuda_mps_running() -> bool:
+    """Whether a CUDA MPS control daemon runs, so that a server's instances (processes) share the GPU
+    through one MPS server, their kernels side by side, rather than taking turns by time slicing."""
+    return any(p.info["name"] == "nvidia-cuda-mps-control" for p in psutil.process_iter(["name"]))
+
+
 def gpu_busy_percent() -> float:
     """GPU 0's utilization (nvidia-smi: the share of the last sample period a kernel ran); NaN
     without one. Below 100 while robots wait, the server is not keeping its GPU busy."""
@@ -529,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         "codec": args.codec,
         "settings": vars(args) | {"json": str(args.json), "table": None, "serve": [str(s) for s in servings]},
         "gpu_memory_idle_mib": gpu_memory_mib(),
+        "cuda_mps": cuda_mps_running(),
         "rows": [],
     }
 
@@ -566,10 +573,11 @@ def main(argv: list[str] | None = None) -> int:
                 except RuntimeError as exc:  # this server did not start: the others still run
                     print(f"{serving.mode}: {exc}", flush=True)
                     continue
+                mode = serving.mode + (", CUDA MPS" if result["cuda_mps"] else "")
                 for robots in sorted(set(args.robots) | left_in_process):
                     if robots in args.robots:
                         row = run_served(
-                            serving.mode, ports.url, served_name, psutil.Process(server.pid), frames, robots,
+                            mode, ports.url, served_name, psutil.Process(server.pid), frames, robots,
                             args.warmup, args.seconds, args.timeout, args.phases,
                         )  # fmt: skip
                         emit(row)
